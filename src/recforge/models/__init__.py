@@ -1,0 +1,18 @@
+"""Recommendation models behind one API (see `recforge.models.base.Recommender`)."""
+
+from recforge.models.base import NotFittedError, Recommender
+from recforge.models.baselines import (
+    BaselineOnly,
+    GlobalMean,
+    ItemMean,
+    MostPopular,
+    RandomRecommender,
+    UserMean,
+)
+from recforge.models.registry import create_model, get_model_class, model_names, register
+
+__all__ = [
+    "BaselineOnly", "GlobalMean", "ItemMean", "MostPopular", "NotFittedError",
+    "RandomRecommender", "Recommender", "UserMean", "create_model", "get_model_class",
+    "model_names", "register",
+]

@@ -1,0 +1,334 @@
+"""The model API every recforge recommender implements.
+
+Conventions (scikit-learn style): hyperparameters are ``__init__`` arguments stored under
+the same name; learned state is set by ``fit`` in attributes with a trailing underscore.
+Users and items are *internal indices* of the training `Interactions` id maps (use
+``train.user_map.to_index`` to convert external ids).
+
+Cold start: a user index outside ``[0, n_users_)`` (e.g. ``-1`` from an unknown external id),
+or a user with no training interactions, is scored by item popularity in the training data;
+`predict` returns the model's `fallback_prediction` for such pairs and for unknown items.
+
+Tie rule: `recommend` orders by score, descending, and breaks ties by the lower item index.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recforge.data.interactions import Interactions
+from recforge.io import atomic_dir
+
+FORMAT_VERSION = 1
+_SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before `fit`."""
+
+
+class Recommender:
+    """Base class: subclasses implement `_fit` and `_score` (and `_predict` for ratings)."""
+
+    #: registry name (kebab-case), set by `recforge.models.registry.register`
+    name: ClassVar[str] = ""
+    #: True when the model needs explicit ratings in the training data
+    requires_ratings: ClassVar[bool] = False
+    #: True when `predict` estimates ratings (rather than ranking scores)
+    predicts_ratings: ClassVar[bool] = False
+    #: rows of the score matrix computed at once by `recommend`/`score`
+    batch_size: int = 2048
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """Hyperparameters as passed to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Recommender:
+        """Set hyperparameters; unknown names raise ``ValueError``."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Recommender:
+        """Learn from ``train`` (``valid`` is used by iterative models for early stopping)."""
+        if len(train) == 0:
+            raise ValueError("cannot fit on an empty dataset")
+        if self.requires_ratings and train.ratings is None:
+            raise ValueError(f"{type(self).__name__} needs explicit ratings; the data has none")
+        self.n_users_ = train.n_users
+        self.n_items_ = train.n_items
+        self.seen_ = train.binary_csr
+        self.popularity_ = train.item_counts.astype(np.float32)
+        self.user_activity_ = train.user_counts.astype(np.int64)
+        has_r = train.ratings is not None
+        self.global_mean_ = float(train.ratings.mean()) if has_r else 0.0
+        self.rating_range_ = [float(train.ratings.min()), float(train.ratings.max())] if has_r else None
+        self._fit(train, valid)
+        return self
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        raise NotImplementedError
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for known users: a ``(len(users), n_items_)`` float array."""
+        raise NotImplementedError
+
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of (user, item) pairs, both known; gathers from `_score` by default."""
+        out = np.empty(len(users), dtype=np.float32)
+        order = np.argsort(users, kind="stable")
+        uniq, start = np.unique(users[order], return_index=True)
+        bounds = np.append(start, len(order))
+        for lo in range(0, len(uniq), self.batch_size):
+            chunk = uniq[lo:lo + self.batch_size]
+            rows = self._score(chunk)
+            for r in range(len(chunk)):
+                sel = order[bounds[lo + r]:bounds[lo + r + 1]]
+                out[sel] = rows[r, items[sel]]
+        return out
+
+    @property
+    def fallback_prediction(self) -> float:
+        """What `predict` returns for unknown users or items (the training mean rating)."""
+        return self.global_mean_
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    def is_known_user(self, users: Any) -> np.ndarray:
+        """True for users inside the training id space that had training interactions."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        inside = (users >= 0) & (users < self.n_users_)
+        known = np.zeros(len(users), dtype=bool)
+        known[inside] = self.user_activity_[users[inside]] > 0
+        return known
+
+    def score(self, users: Any, items: Any | None = None) -> np.ndarray:
+        """Scores for ``users``: every item (``(n, n_items_)``) or the given per-user ``items``
+        (a ``(n, m)`` index array). Cold users get popularity scores."""
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        known = self.is_known_user(users)
+        n_cols = self.n_items_ if items is None else np.asarray(items).shape[1]
+        out = np.empty((len(users), n_cols), dtype=np.float32)
+        for lo in range(0, len(users), self.batch_size):
+            sl = slice(lo, lo + self.batch_size)
+            out[sl] = self._score_block(users[sl], known[sl],
+                                        None if items is None else np.asarray(items)[sl])
+        return out
+
+    def _score_block(self, users: np.ndarray, known: np.ndarray,
+                     items: np.ndarray | None) -> np.ndarray:
+        block = np.empty((len(users), self.n_items_), dtype=np.float32)
+        block[~known] = self.popularity_
+        if known.any():
+            block[known] = self._score(users[known])
+        np.nan_to_num(block, copy=False, nan=-np.inf)
+        if items is None:
+            return block
+        return np.take_along_axis(block, np.asarray(items, dtype=np.int64), axis=1)
+
+    def recommend(self, users: Any, k: int = 10, exclude_seen: bool = True,
+                  candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items and scores per user, as two ``(n, k)`` arrays.
+
+        Items the user interacted with in training are left out when ``exclude_seen``;
+        ``candidates`` (a boolean mask over items) restricts the catalogue. Rows with fewer
+        than ``k`` eligible items are padded with item ``-1`` and score ``-inf``.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        known = self.is_known_user(users)
+        k_eff = min(k, self.n_items_)
+        out_items = np.full((len(users), k), -1, dtype=np.int64)
+        out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        for lo in range(0, len(users), self.batch_size):
+            sl = slice(lo, lo + self.batch_size)
+            block = self._score_block(users[sl], known[sl], None)
+            if exclude_seen:
+                mask_seen(block, self.seen_, users[sl])
+            if candidates is not None:
+                block[:, ~np.asarray(candidates, dtype=bool)] = -np.inf
+            idx, val = top_k(block, k_eff)
+            out_items[sl, :k_eff] = np.where(np.isfinite(val), idx, -1)
+            out_scores[sl, :k_eff] = val
+        return out_items, out_scores
+
+    def predict(self, users: Any, items: Any) -> np.ndarray:
+        """Scores of (user, item) pairs; cold pairs get `fallback_prediction`.
+
+        Rating models (``predicts_ratings``) clip to the training rating range."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).ravel()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if len(users) != len(items):
+            raise ValueError("users and items must have the same length")
+        ok = self.is_known_user(users) & (items >= 0) & (items < self.n_items_)
+        out = np.full(len(users), self.fallback_prediction, dtype=np.float32)
+        if ok.any():
+            out[ok] = self._predict(users[ok], items[ok])
+        if self.predicts_ratings and self.rating_range_ is not None:
+            np.clip(out, *self.rating_range_, out=out)
+        return out
+
+    def item_vectors(self) -> np.ndarray | None:
+        """Item embeddings used by `similar_items`, or None when the model has none."""
+        return None
+
+    def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most cosine-similar to each of ``items`` (itself excluded)."""
+        self._check_fitted()
+        vectors = self.item_vectors()
+        if vectors is None:
+            raise NotImplementedError(f"{type(self).__name__} has no item vectors")
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        if items.size and (items.min() < 0 or items.max() >= self.n_items_):
+            raise IndexError("item index out of range")
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        sims = unit[items] @ unit.T
+        sims[np.arange(len(items)), items] = -np.inf
+        return top_k(sims.astype(np.float32), min(k, self.n_items_ - 1))
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        """Learned attributes (trailing underscore) to save; override to add more."""
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/`` with ``model.json`` (class, params, scalars) and ``arrays.npz``.
+
+        The write is atomic: the folder appears complete or not at all."""
+        self._check_fitted()
+        scalars: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in self._state().items():
+            if sp.issparse(value):
+                csr = sp.csr_matrix(value)
+                for suffix, part in zip(_SPARSE_SUFFIX, (csr.data, csr.indices, csr.indptr,
+                                                         np.asarray(csr.shape))):
+                    arrays[key + suffix] = part
+            elif isinstance(value, np.ndarray):
+                if value.dtype == object:
+                    raise TypeError(f"cannot save object array {key!r}; use a typed array")
+                arrays[key] = value
+            elif value is None or isinstance(value, (bool, int, float, str, list, dict)):
+                scalars[key] = value
+            elif isinstance(value, np.generic):
+                scalars[key] = value.item()
+            else:
+                raise TypeError(f"cannot save attribute {key!r} of type {type(value).__name__}")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.get_params(),
+            "state": scalars,
+            "sparse": sorted({k[: -len(s)] for k in arrays for s in _SPARSE_SUFFIX
+                              if k.endswith(s)}),
+        }
+        with atomic_dir(path) as tmp:
+            (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+            np.savez(tmp / "arrays.npz", **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by `save` (never unpickles: JSON + ``allow_pickle=False``)."""
+        from recforge.models.registry import get_model_class
+
+        path = Path(path)
+        meta_file = path / "model.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{path} is not a saved recforge model (no model.json)")
+        meta = json.loads(meta_file.read_text())
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported model format version {version!r}")
+        model_cls = get_model_class(meta["model"])
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise TypeError(f"{path} holds a {model_cls.__name__}, not a {cls.__name__}")
+        model = model_cls(**meta["params"])
+        state: dict[str, Any] = dict(meta["state"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for key in meta["sparse"]:
+            data, indices, indptr, shape = (arrays.pop(key + s) for s in _SPARSE_SUFFIX)
+            state[key] = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+        state.update(arrays)
+        model._restore(state)
+        return model
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def mask_seen(block: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> None:
+    """Set ``block[r, i] = -inf`` for every item ``i`` that user ``users[r]`` has in ``seen``."""
+    inside = (users >= 0) & (users < seen.shape[0])
+    rows = np.flatnonzero(inside)
+    if not len(rows):
+        return
+    sub = seen[users[rows]]
+    counts = np.diff(sub.indptr)
+    block[np.repeat(rows, counts), sub.indices] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest scores per row, sorted descending.
+
+    Ties are broken by the lower column index, so the result is fully deterministic.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if k == 0 or n == 0:
+        return np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=scores.dtype)
+    if k < m:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        threshold = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        above = scores > threshold
+        at = scores == threshold
+        need = k - above.sum(axis=1, keepdims=True)
+        chosen = above | (at & (np.cumsum(at, axis=1) <= need))
+        cand = np.nonzero(chosen)[1].reshape(n, k)
+    else:
+        cand = np.broadcast_to(np.arange(m), (n, m))
+    vals = np.take_along_axis(scores, cand, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(cand, order, axis=1).astype(np.int64)
+    return idx, np.take_along_axis(vals, order, axis=1)
