@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
 from recforge.io import atomic_dir
+from recforge.topk import top_k
 
 FORMAT_VERSION = 1
 _SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
@@ -307,28 +308,3 @@ def mask_seen(block: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> None
     sub = seen[users[rows]]
     counts = np.diff(sub.indptr)
     block[np.repeat(rows, counts), sub.indices] = -np.inf
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest scores per row, sorted descending.
-
-    Ties are broken by the lower column index, so the result is fully deterministic.
-    """
-    n, m = scores.shape
-    k = min(k, m)
-    if k == 0 or n == 0:
-        return np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=scores.dtype)
-    if k < m:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        threshold = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        above = scores > threshold
-        at = scores == threshold
-        need = k - above.sum(axis=1, keepdims=True)
-        chosen = above | (at & (np.cumsum(at, axis=1) <= need))
-        cand = np.nonzero(chosen)[1].reshape(n, k)
-    else:
-        cand = np.broadcast_to(np.arange(m), (n, m))
-    vals = np.take_along_axis(scores, cand, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(cand, order, axis=1).astype(np.int64)
-    return idx, np.take_along_axis(vals, order, axis=1)
