@@ -1,0 +1,64 @@
+"""``recforge datasets list|info|download``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.table import Table
+
+from recforge.cli.common import console, phase
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("datasets", help="list, describe and download datasets")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="registered datasets and where they are found").set_defaults(
+        func=cmd_list)
+    info = actions.add_parser("info", help="load a dataset and describe it")
+    info.add_argument("name")
+    info.add_argument("--data-dir", default=None)
+    info.add_argument("--no-download", action="store_true")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=cmd_info)
+    download = actions.add_parser("download", help="download and verify a dataset")
+    download.add_argument("name")
+    download.set_defaults(func=cmd_download)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from recforge.data.datasets import dataset_info, dataset_names
+
+    table = Table(title="Datasets")
+    for column in ("name", "description", "interactions", "found at"):
+        table.add_column(column)
+    for name in dataset_names():
+        info = dataset_info(name)
+        table.add_row(name, str(info.get("description", "")), str(info.get("interactions", "")),
+                      str(info.get("local_path") or "[dim]not downloaded[/]"))
+    console.print(table)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from recforge.data.datasets import load_dataset
+
+    with phase(f"loading {args.name}"):
+        data = load_dataset(args.name, data_dir=args.data_dir, download=not args.no_download)
+    info = data.describe()
+    if args.json:
+        console.print_json(json.dumps(info, default=str))
+        return 0
+    table = Table(title=f"Dataset {args.name}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from recforge.data.datasets import resolve_dataset
+
+    path = resolve_dataset(args.name, download=True)
+    console.print(f"[green]{args.name}[/] is at {path} (checksums verified)")
+    return 0
