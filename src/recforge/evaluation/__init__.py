@@ -1,0 +1,15 @@
+"""Evaluation: metrics, ranking protocols, the `Evaluator` and its statistics.
+
+Sampled protocols (``sampled-N``) can reorder models relative to full ranking (Krichene &
+Rendle, KDD 2020); see `recforge.evaluation.protocols`.
+"""
+
+from recforge.evaluation.evaluator import EvaluationResult, Evaluator
+from recforge.evaluation.metrics import MetricSpec, parse_metric, valid_metric_names
+from recforge.evaluation.protocols import FullRanking, Protocol, RankedCases, SampledRanking
+from recforge.evaluation.stats import bootstrap_ci, paired_tests
+
+__all__ = [
+    "EvaluationResult", "Evaluator", "FullRanking", "MetricSpec", "Protocol", "RankedCases",
+    "SampledRanking", "bootstrap_ci", "paired_tests", "parse_metric", "valid_metric_names",
+]

@@ -1,0 +1,256 @@
+"""Ranking protocols: how a model's ranked lists are produced and matched to the test data.
+
+A protocol turns (model, train, test) into batches of `RankedCases`: ranked lists with their
+hits against the relevant items. A *case* is a user in full ranking and a test interaction in
+sampled ranking; the evaluator averages a user's cases.
+
+``full`` (`FullRanking`)
+    Every user is ranked against every item they did not interact with in training:
+    ``model.recommend(users, k=max K, exclude_seen=True)`` in batches. The relevant items are
+    the user's test items. Ties follow `Recommender.recommend` (the lower item index wins);
+    metrics that need the complete ranking (MRR without a cutoff, AUC) count, for each test
+    item, the candidates scored above it, with the same tie rule for MRR and ties counted 1/2
+    for AUC. The negatives of AUC are the candidates that are not test items of the user.
+
+``sampled-N`` (`SampledRanking`)
+    Each test interaction is ranked against ``N`` distinct negatives drawn uniformly among the
+    items the user never interacted with (neither in train nor in test), using
+    ``model.score(users, items)``; the rank of the held-out item is computed directly from the
+    scores. Tie rule (``ties``): ``"pessimistic"`` (default) -- the held-out item loses every
+    tie, ``rank = 1 + #{negatives with score >= its score}``; ``"optimistic"`` -- it wins every
+    tie, ``rank = 1 + #{negatives with score > its score}``. With a model that scores
+    everything equally the held-out item is ranked last (``N + 1``) or first. The same seed
+    draws the same negatives, so the metrics are reproducible.
+
+Warning: sampled metrics are not consistent with full-ranking metrics -- they can reorder
+models relative to full ranking (Krichene & Rendle, "On Sampled Metrics for Item
+Recommendation", KDD 2020). Use them to compare with published sampled results, and prefer
+full ranking for conclusions.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from recforge.data.interactions import Interactions
+from recforge.evaluation.metrics import (
+    auc_from_counts,
+    group_mean,
+    hits_from_rank,
+    ideal_binary_gains,
+)
+from recforge.models.base import Recommender, mask_seen
+
+TieRule = Literal["pessimistic", "optimistic"]
+
+
+@dataclass
+class RankedCases:
+    """A batch of ranked lists with their relevance, one row per case.
+
+    ``user_pos`` indexes the evaluated users; ``hits``/``gains`` (``(n, K)``) mark and grade
+    the relevant items in each list; ``ideal`` holds the best possible gains (sorted);
+    ``n_relevant`` counts relevant items; ``items`` are the listed items (full ranking only);
+    ``rank`` is the 1-based rank of the first relevant item in the complete ranking and
+    ``auc`` the case's AUC (both None when not computed).
+    """
+
+    user_pos: np.ndarray
+    hits: np.ndarray
+    gains: np.ndarray
+    ideal: np.ndarray
+    n_relevant: np.ndarray
+    items: np.ndarray | None = None
+    rank: np.ndarray | None = None
+    auc: np.ndarray | None = None
+
+
+class Protocol(ABC):
+    """How ranked lists are built; see the module docstring for the two protocols."""
+
+    #: whether `cases` yields the recommended items (needed by beyond-accuracy metrics)
+    lists_items: bool = False
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The protocol's name, e.g. ``full`` or ``sampled-99``."""
+
+    @abstractmethod
+    def cases(self, model: Recommender, train: Interactions, test: Interactions,
+              users: np.ndarray, k: int, complete: bool,
+              batch_size: int) -> Iterator[RankedCases]:
+        """Ranked lists of length ``k`` for the test data of ``users`` (sorted, unique).
+
+        ``complete`` asks for `RankedCases.rank` and `RankedCases.auc`."""
+
+
+class FullRanking(Protocol):
+    """Rank all items the user did not interact with in training."""
+
+    lists_items = True
+
+    @property
+    def name(self) -> str:
+        return "full"
+
+    def cases(self, model: Recommender, train: Interactions, test: Interactions,
+              users: np.ndarray, k: int, complete: bool,
+              batch_size: int) -> Iterator[RankedCases]:
+        relevance = _relevance_csr(test)
+        for lo in range(0, len(users), batch_size):
+            batch = users[lo:lo + batch_size]
+            items, _ = model.recommend(batch, k=k, exclude_seen=True)
+            rel = relevance[batch]
+            hits, gains = _lookup(rel, items)
+            rank, auc = _complete_ranks(model, batch, rel) if complete else (None, None)
+            yield RankedCases(np.arange(lo, lo + len(batch)), hits, gains, _ideal_gains(rel, k),
+                              np.diff(rel.indptr), items, rank, auc)
+
+
+class SampledRanking(Protocol):
+    """Rank each held-out item against ``n_negatives`` sampled non-interacted items."""
+
+    def __init__(self, n_negatives: int = 99, ties: TieRule = "pessimistic", seed: int = 0):
+        if n_negatives < 1:
+            raise ValueError("n_negatives must be at least 1")
+        if ties not in ("pessimistic", "optimistic"):
+            raise ValueError(f"ties must be 'pessimistic' or 'optimistic', not {ties!r}")
+        self.n_negatives = n_negatives
+        self.ties = ties
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        return f"sampled-{self.n_negatives}"
+
+    def __repr__(self) -> str:
+        return f"SampledRanking(n_negatives={self.n_negatives}, ties={self.ties!r}, seed={self.seed})"
+
+    def negatives(self, train: Interactions, test: Interactions) -> np.ndarray:
+        """``(len(test), n_negatives)`` distinct items each test user never interacted with."""
+        from recforge.data.sampling import sample_negatives
+
+        both = np.concatenate([train.users, test.users]), np.concatenate([train.items, test.items])
+        positives = sp.csr_matrix((np.ones(len(both[0]), dtype=np.float32), both),
+                                  shape=(train.n_users, train.n_items))
+        return sample_negatives(positives, test.users, self.n_negatives, method="uniform",
+                                seed=self.seed, distinct=True)
+
+    def cases(self, model: Recommender, train: Interactions, test: Interactions,
+              users: np.ndarray, k: int, complete: bool,
+              batch_size: int) -> Iterator[RankedCases]:
+        negatives = self.negatives(train, test)
+        user_pos = np.searchsorted(users, test.users)
+        for lo in range(0, len(test), batch_size):
+            sl = slice(lo, lo + batch_size)
+            candidates = np.column_stack([test.items[sl], negatives[sl]])
+            scores = model.score(test.users[sl], candidates)
+            n_greater = (scores[:, 1:] > scores[:, :1]).sum(axis=1)
+            n_equal = (scores[:, 1:] == scores[:, :1]).sum(axis=1)
+            rank = 1 + n_greater + (n_equal if self.ties == "pessimistic" else 0)
+            hits = hits_from_rank(rank, k)
+            ones = np.ones(len(rank), dtype=np.int64)
+            yield RankedCases(user_pos[sl], hits, hits.astype(np.float64),
+                              ideal_binary_gains(ones, k), ones, rank=rank,
+                              auc=auc_from_counts(n_greater, n_equal, self.n_negatives))
+
+
+def make_protocol(protocol: str | Protocol, seed: int = 0,
+                  ties: TieRule = "pessimistic") -> Protocol:
+    """``"full"``, ``"sampled-N"`` (with ``seed`` and ``ties``) or a `Protocol` as is."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    name = str(protocol).strip().lower()
+    if name == "full":
+        return FullRanking()
+    match = re.fullmatch(r"sampled-(\d+)", name)
+    if match:
+        return SampledRanking(int(match.group(1)), ties=ties, seed=seed)
+    raise ValueError(f"unknown protocol {protocol!r}; valid: 'full', 'sampled-N' (e.g. sampled-99)")
+
+
+# ---------------------------------------------------------------------- full-ranking helpers
+
+
+def _relevance_csr(test: Interactions) -> sp.csr_matrix:
+    """User x item CSR of the test gains: the ratings when present, else ones."""
+    kind = "rating" if test.ratings is not None else "binary"
+    return test.matrix(kind)
+
+
+def _row_ids(mat: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr))
+
+
+def _lookup(rel: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hits and gains of each listed item: a search of (row, item) keys in ``rel``'s keys."""
+    n_cols = rel.shape[1]
+    keys = _row_ids(rel).astype(np.int64) * n_cols + rel.indices
+    wanted = np.arange(len(items), dtype=np.int64)[:, None] * n_cols + items
+    wanted[items < 0] = -1
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    hits = keys[pos] == wanted
+    return hits, np.where(hits, rel.data[pos], 0.0)
+
+
+def _ideal_gains(rel: sp.csr_matrix, k: int) -> np.ndarray:
+    """Each row's gains sorted descending, cut (or zero-padded) to ``k`` columns."""
+    rows = _row_ids(rel)
+    order = np.lexsort((-rel.data, rows))
+    position = np.arange(rel.nnz) - rel.indptr[rows]
+    keep = position < k
+    ideal = np.zeros((rel.shape[0], k))
+    ideal[rows[keep], position[keep]] = rel.data[order][keep]
+    return ideal
+
+
+def _complete_ranks(model: Recommender, users: np.ndarray,
+                    rel: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each user's first relevant item among all candidates, and the user's AUC."""
+    scores = model.score(users)
+    mask_seen(scores, model.seen_, users)
+    rows = _row_ids(rel)
+    rel_scores = scores[rows, rel.indices]
+    scores[rows, rel.indices] = np.nan  # relevant items are not negatives
+    counts = np.zeros((4, len(rows)), dtype=np.int64)
+    _count_negatives(scores, rows, rel.indices.astype(np.int64), rel_scores, counts)
+    n_greater, n_equal, n_equal_before, n_negatives = counts
+    rank = np.minimum.reduceat(1 + n_greater + n_equal_before, rel.indptr[:-1])
+    auc = group_mean(auc_from_counts(n_greater, n_equal, n_negatives), rows, len(users))
+    return rank, auc
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_negatives(scores: np.ndarray, rows: np.ndarray, items: np.ndarray,
+                     rel_scores: np.ndarray, out: np.ndarray) -> None:
+    """For relevant pair ``j`` (row ``rows[j]``, item ``items[j]``, score ``rel_scores[j]``)
+    count the candidates (score > -inf; NaN marks non-candidates) scored above it, tied with
+    it, tied with a lower item index, and in all: ``out[0..3, j]``."""
+    n_cols = scores.shape[1]
+    for j in numba.prange(len(rows)):
+        r = rows[j]
+        s = rel_scores[j]
+        greater = equal = before = total = 0
+        for c in range(n_cols):
+            x = scores[r, c]
+            if x > -np.inf:
+                total += 1
+                if x > s:
+                    greater += 1
+                elif x == s:
+                    equal += 1
+                    if c < items[j]:
+                        before += 1
+        out[0, j] = greater
+        out[1, j] = equal
+        out[2, j] = before
+        out[3, j] = total
