@@ -1,0 +1,300 @@
+"""The dataset registry: names, where each dataset is found or downloaded, and `load_dataset`.
+
+A registered dataset is looked for in (1) the ``data_dir`` argument (the dataset folder
+itself or its parent), (2) ``$RECFORGE_DATA_DIR/<name>``, (3) the cache
+``$RECFORGE_CACHE_DIR/<name>`` (default ``~/.cache/recforge/<name>``), and otherwise (4)
+downloaded from GroupLens into the cache (base URL overridable with
+``$RECFORGE_DOWNLOAD_URL``). Files are checked against SHA-256 sums: the ones shipped in
+``checksums.json`` when known, else the ``SHA256SUMS`` written into the folder on extraction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from recforge.data.download import ChecksumError, download_file, extract_zip, sha256_file
+from recforge.data.interactions import Interactions
+from recforge.data.readers import read_interactions
+
+DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+ENV_DATA_DIR = "RECFORGE_DATA_DIR"
+ENV_CACHE_DIR = "RECFORGE_CACHE_DIR"
+ENV_DOWNLOAD_URL = "RECFORGE_DOWNLOAD_URL"
+SUMS_FILE = "SHA256SUMS"
+
+#: the canonical ML-100K train/test folds (train = ``<fold>.base``, test = ``<fold>.test``)
+ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A registered dataset is neither on disk nor downloadable (the message says where to put it)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: the files its loader reads and where it can be downloaded."""
+
+    name: str
+    description: str
+    files: tuple[str, ...] = ()
+    ratings: int | None = None
+    archive: str | None = None
+    folder: str | None = None
+
+    def url(self, base_url: str | None = None) -> str | None:
+        """The archive's URL under ``base_url`` (default: env override, then GroupLens)."""
+        if self.archive is None:
+            return None
+        base = base_url or os.environ.get(ENV_DOWNLOAD_URL) or DEFAULT_BASE_URL
+        return base.rstrip("/") + "/" + self.archive
+
+
+def _movielens(name: str, description: str, files: tuple[str, ...], ratings: int | None,
+               folder: str | None = None) -> DatasetSpec:
+    return DatasetSpec(name, description, files, ratings, f"{name}.zip", folder or name)
+
+
+_ML100K_FILES = ("u.data", "u.item", "u.user", "u.genre", "u.occupation", "u.info",
+                 *(f"{fold}.{part}" for fold in ML100K_FOLDS for part in ("base", "test")))
+_CSV_FILES = ("ratings.csv", "movies.csv")
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    _movielens("ml-100k", "MovieLens 100K: 943 users, 1,682 movies, ratings 1-5, "
+               "demographics, canonical folds u1-u5/ua/ub (1998)", _ML100K_FILES, 100_000),
+    _movielens("ml-1m", "MovieLens 1M: 6,040 users, 3,706 rated movies, ratings 1-5, "
+               "demographics (2003)", ("ratings.dat", "movies.dat", "users.dat"), 1_000_209),
+    _movielens("ml-10m", "MovieLens 10M: 69,878 users, 10,677 movies, half-star ratings, "
+               "tags (2009)", ("ratings.dat", "movies.dat", "tags.dat"), 10_000_054,
+               folder="ml-10M100K"),
+    _movielens("ml-20m", "MovieLens 20M: 138,493 users, 27,278 movies, half-star ratings "
+               "(2015)", _CSV_FILES, 20_000_263),
+    _movielens("ml-25m", "MovieLens 25M: 162,541 users, 62,423 movies, half-star ratings "
+               "(2019)", _CSV_FILES, 25_000_095),
+    _movielens("ml-latest", "MovieLens latest full: all ratings to date, half-star "
+               "(changes over time, about 33 million ratings)", _CSV_FILES, None),
+    _movielens("ml-latest-small", "MovieLens latest small: about 100,000 ratings by 610 "
+               "users (changes over time)", _CSV_FILES, None),
+    DatasetSpec("synthetic", "Synthetic interactions generated in memory "
+                "(recforge.data.synthetic.generate; keyword arguments set its size and seed)"),
+)}
+
+
+def dataset_names() -> list[str]:
+    """Names accepted by `load_dataset`, `resolve_dataset` and `dataset_info`."""
+    return list(DATASETS)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered dataset ``name`` (case-insensitive); unknown names list the valid ones."""
+    spec = DATASETS.get(name.lower())
+    if spec is None:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return spec
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$RECFORGE_CACHE_DIR`` or ``~/.cache/recforge``."""
+    configured = os.environ.get(ENV_CACHE_DIR)
+    return Path(configured) if configured else Path.home() / ".cache" / "recforge"
+
+
+@cache
+def _checksum_table() -> dict[str, Any]:
+    return json.loads(resources.files("recforge.data").joinpath("checksums.json").read_text())
+
+
+def known_checksums(name: str) -> dict[str, str]:
+    """Published per-file SHA-256 sums shipped with recforge for ``name`` (may be empty)."""
+    return dict(_checksum_table().get(name, {}).get("files", {}))
+
+
+def known_archive_checksum(name: str) -> str | None:
+    """SHA-256 of the dataset's zip archive when recforge knows it."""
+    return _checksum_table().get(name, {}).get("archive")
+
+
+def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Description, URL, expected files, number of ratings and local folder (or None)."""
+    spec = get_spec(name)
+    local = None
+    if spec.archive is not None:
+        with contextlib.suppress(DatasetNotFoundError):
+            found = _local_folder(spec, data_dir)[0]
+            local = None if found is None else str(found)
+    return {"name": spec.name, "description": spec.description, "url": spec.url(),
+            "files": list(spec.files), "ratings": spec.ratings, "local": local}
+
+
+def resolve_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    *,
+    base_url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """The folder holding dataset ``name``'s files, downloading it into the cache if needed.
+
+    Raises `DatasetNotFoundError` (saying where to put the files) when it is not on disk and
+    cannot be downloaded, and `ChecksumError` naming the file when one is corrupt.
+    """
+    spec = get_spec(name)
+    url = spec.url(base_url)
+    if url is None:
+        raise ValueError(f"{spec.name!r} is generated in memory, not stored in a folder")
+    folder, looked = _local_folder(spec, data_dir)
+    if folder is None:
+        if not download:
+            raise DatasetNotFoundError(_not_found(spec, looked, "downloading is disabled"))
+        try:
+            folder = _download(spec, url, progress)
+        except OSError as exc:
+            raise DatasetNotFoundError(_not_found(spec, looked, f"download failed: {exc}")) from exc
+    verify_folder(spec, folder)
+    return folder
+
+
+def _local_folder(spec: DatasetSpec, data_dir: str | Path | None) -> tuple[Path | None, list[str]]:
+    """The first complete local folder, and what was looked at.
+
+    An explicit ``data_dir`` without the files, or a ``$RECFORGE_DATA_DIR`` folder that is
+    incomplete, raises rather than falling back silently to another copy.
+    """
+    if data_dir is not None:
+        base = Path(data_dir)
+        looked = []
+        for candidate in _dedupe([base, base / spec.name, base / (spec.folder or spec.name)]):
+            missing = _missing_files(spec, candidate)
+            if not missing:
+                return candidate, looked
+            looked.append(_describe(candidate, missing))
+        raise DatasetNotFoundError(_not_found(spec, looked, "the data_dir argument does not hold it"))
+    looked = []
+    env = os.environ.get(ENV_DATA_DIR)
+    for candidate in _dedupe([Path(env) / spec.name, Path(env) / (spec.folder or spec.name)] if env else []):
+        missing = _missing_files(spec, candidate)
+        if not missing:
+            return candidate, looked
+        looked.append(_describe(candidate, missing))
+        if candidate.is_dir():
+            raise DatasetNotFoundError(_not_found(spec, looked, f"${ENV_DATA_DIR} has it incomplete"))
+    cached = cache_dir() / spec.name
+    missing = _missing_files(spec, cached)
+    if not missing:
+        return cached, looked
+    return None, [*looked, _describe(cached, missing)]
+
+
+def _dedupe(paths: list[Path]) -> list[Path]:
+    return list(dict.fromkeys(paths))
+
+
+def _missing_files(spec: DatasetSpec, folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return list(spec.files)
+    return [f for f in spec.files if not (folder / f).is_file()]
+
+
+def _describe(folder: Path, missing: list[str]) -> str:
+    if not folder.is_dir():
+        return f"{folder} (no such folder)"
+    return f"{folder} (missing {', '.join(missing)})"
+
+
+def _not_found(spec: DatasetSpec, looked: list[str], reason: str) -> str:
+    places = "\n".join(f"  - {place}" for place in looked)
+    return (
+        f"dataset {spec.name!r} not found ({reason}). Looked in:\n{places}\n"
+        f"Put the files {', '.join(spec.files)} in one folder and pass it as data_dir, or "
+        f"place it at ${ENV_DATA_DIR}/{spec.name}; or download {spec.url()} and extract "
+        f"its folder {spec.folder}/ to {cache_dir() / spec.name}."
+    )
+
+
+def verify_folder(spec: DatasetSpec, folder: Path) -> None:
+    """Check the dataset's files against known sums, else the folder's ``SHA256SUMS``."""
+    sums = known_checksums(spec.name) or read_sums(folder / SUMS_FILE)
+    for name in spec.files:
+        if name in sums:
+            actual = sha256_file(folder / name)
+            if actual != sums[name]:
+                raise ChecksumError(folder / name, sums[name], actual)
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """Parse a ``sha256sum``-style file (``<hex>  <name>`` lines); {} when absent."""
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest
+    return sums
+
+
+def write_sums(folder: Path) -> None:
+    """Write ``SHA256SUMS`` for every file under ``folder`` (paths relative, sorted)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_FILE)
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
+    (folder / SUMS_FILE).write_text("".join(lines))
+
+
+def _download(spec: DatasetSpec, url: str, progress: bool) -> Path:
+    """Download ``url`` and extract it into the cache; the zip is removed afterwards."""
+    archive = download_file(url, cache_dir() / "downloads" / url.rsplit("/", 1)[-1],
+                            sha256=known_archive_checksum(spec.name), progress=progress)
+    target = cache_dir() / spec.name
+    try:
+        extract_zip(archive, target, root=spec.folder, validate=lambda tmp: _seal(spec, tmp, url))
+    finally:
+        archive.unlink(missing_ok=True)
+    return target
+
+
+def _seal(spec: DatasetSpec, folder: Path, url: str) -> None:
+    """Check a freshly extracted folder and record its sums (runs before it is moved into place)."""
+    missing = _missing_files(spec, folder)
+    if missing:
+        raise ValueError(f"{url}: the archive has no {', '.join(missing)} under {spec.folder}/")
+    verify_folder(spec, folder)
+    write_sums(folder)
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    columns: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Interactions:
+    """Load a registered dataset by name, ``synthetic`` data, or an interaction file.
+
+    Registered MovieLens names go to `recforge.data.movielens`; ``synthetic`` calls
+    `recforge.data.synthetic.generate(**kwargs)`; an existing file path is read with
+    `read_interactions(path, columns, **kwargs)`.
+    """
+    key = str(name_or_path).lower()
+    if isinstance(name_or_path, str) and key in DATASETS:
+        if key == "synthetic":
+            from recforge.data.synthetic import generate
+
+            return generate(**kwargs)
+        if columns is not None:
+            raise ValueError("columns= applies to interaction files, not to registered datasets")
+        from recforge.data.movielens import load_movielens
+
+        return load_movielens(key, data_dir=data_dir, download=download, **kwargs)
+    path = Path(name_or_path)
+    if path.is_file():
+        return read_interactions(path, columns, **kwargs)
+    raise ValueError(f"unknown dataset {str(name_or_path)!r}: not an existing file and not a "
+                     f"registered name ({', '.join(DATASETS)})")
