@@ -94,10 +94,17 @@ class TextSource:
                     yield reader.line_num, fields
 
     def header_names(self) -> list[str]:
-        """The column names on the header line."""
-        for _, fields in self.records():
-            return fields
-        raise DataFormatError(self.path, None, "the file is empty (no header line)")
+        """The column names on the first line."""
+        with self.open_binary() as stream:
+            first = stream.readline()
+        try:
+            text = first.decode(self.encoding).rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(self.path, 1, f"not valid {self.encoding}: {exc.reason}") from None
+        if not text.strip():
+            raise DataFormatError(self.path, 1, "no header (the first line is empty)")
+        text = text.replace(self.sep, _UNIT_SEP) if len(self.sep) > 1 else text
+        return next(csv.reader([text], delimiter=self.delimiter, quoting=self.quoting))
 
     def line_of_row(self, row: int) -> int:
         """The line number of data row ``row`` (0-based, header and blank lines excluded)."""
