@@ -1,0 +1,163 @@
+"""Dataset registry: names, info, where datasets are found, checksums, load_dataset dispatch."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from recforge.data import datasets
+from recforge.data.datasets import (
+    DatasetNotFoundError,
+    dataset_info,
+    dataset_names,
+    known_checksums,
+    load_dataset,
+    read_sums,
+    resolve_dataset,
+    write_sums,
+)
+from recforge.data.download import ChecksumError, sha256_file
+
+ML1M_FILES = ("ratings.dat", "movies.dat", "users.dat")
+
+
+def fake_ml1m(folder: Path) -> Path:
+    """An ml-1m folder whose files exist (resolution never parses them)."""
+    folder.mkdir(parents=True)
+    for name in ML1M_FILES:
+        (folder / name).write_text(f"{name}\n")
+    return folder
+
+
+def test_names() -> None:
+    assert dataset_names() == ["ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest",
+                               "ml-latest-small", "synthetic"]
+
+
+def test_info_when_absent_and_present(isolated_data_env: Path) -> None:
+    info = dataset_info("ml-1m")
+    assert info["url"] == "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+    assert info["files"] == list(ML1M_FILES)
+    assert info["ratings"] == 1_000_209
+    assert info["local"] is None
+    folder = fake_ml1m(isolated_data_env / "ml-1m")
+    assert dataset_info("ml-1m")["local"] == str(folder)
+    assert dataset_info("synthetic")["url"] is None
+
+
+def test_unknown_names_list_the_valid_ones(tmp_path: Path) -> None:
+    for call in (dataset_info, resolve_dataset, load_dataset):
+        with pytest.raises(ValueError, match=r"unknown dataset 'ml-2k'.*ml-100k, ml-1m, .*synthetic"):
+            call("ml-2k")
+    with pytest.raises(ValueError, match="generated in memory"):
+        resolve_dataset("synthetic")
+
+
+def test_data_dir_argument_may_be_the_folder_or_its_parent(
+        tmp_path: Path, isolated_data_env: Path) -> None:
+    folder = fake_ml1m(tmp_path / "mine" / "ml-1m")
+    assert resolve_dataset("ml-1m", folder, download=False) == folder
+    assert resolve_dataset("ml-1m", folder.parent, download=False) == folder
+
+
+def test_data_dir_argument_wins_over_env_and_cache(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = fake_ml1m(tmp_path / "mine" / "ml-1m")
+    env = fake_ml1m(tmp_path / "env" / "ml-1m")
+    cached = fake_ml1m(isolated_data_env / "ml-1m")
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(env.parent))
+    assert resolve_dataset("ml-1m", mine) == mine
+    assert resolve_dataset("ml-1m") == env
+    monkeypatch.delenv("RECFORGE_DATA_DIR")
+    assert resolve_dataset("ml-1m") == cached
+
+
+def test_wrong_data_folder_says_what_is_missing(tmp_path: Path, isolated_data_env: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "ratings.dat").write_text("x\n")
+    with pytest.raises(DatasetNotFoundError) as info:
+        resolve_dataset("ml-1m", wrong)
+    message = str(info.value)
+    assert "the data_dir argument does not hold it" in message
+    assert f"{wrong} (missing movies.dat, users.dat)" in message
+    assert f"{wrong / 'ml-1m'} (no such folder)" in message
+
+
+def test_incomplete_env_folder_is_an_error(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "env" / "ml-1m").mkdir(parents=True)
+    fake_ml1m(isolated_data_env / "ml-1m")
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(DatasetNotFoundError, match=r"RECFORGE_DATA_DIR has it incomplete"):
+        resolve_dataset("ml-1m")
+
+
+def test_offline_error_says_where_to_put_the_files(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(DatasetNotFoundError) as info:
+        resolve_dataset("ml-10m", download=False)
+    message = str(info.value)
+    assert "downloading is disabled" in message
+    assert f"{tmp_path / 'data' / 'ml-10m'} (no such folder)" in message
+    assert f"{tmp_path / 'data' / 'ml-10M100K'} (no such folder)" in message
+    assert f"{isolated_data_env / 'ml-10m'} (no such folder)" in message
+    assert "https://files.grouplens.org/datasets/movielens/ml-10m.zip" in message
+    assert "ratings.dat, movies.dat, tags.dat" in message
+
+
+def test_folder_sums_detect_a_corrupt_file(tmp_path: Path, isolated_data_env: Path) -> None:
+    folder = fake_ml1m(tmp_path / "ml-1m")
+    write_sums(folder)
+    assert read_sums(folder / "SHA256SUMS") == {n: sha256_file(folder / n) for n in ML1M_FILES}
+    resolve_dataset("ml-1m", folder)
+    (folder / "users.dat").write_text("tampered\n")
+    with pytest.raises(ChecksumError) as info:
+        resolve_dataset("ml-1m", folder)
+    assert info.value.path == str(folder / "users.dat")
+    assert info.value.actual == sha256_file(folder / "users.dat")
+    assert "users.dat: SHA-256 mismatch" in str(info.value)
+
+
+def test_embedded_ml100k_sums_reject_other_files(fake_ml100k: Path, isolated_data_env: Path) -> None:
+    with pytest.raises(ChecksumError, match=r"ml-100k/u.data: SHA-256 mismatch"):
+        resolve_dataset("ml-100k", fake_ml100k)
+
+
+def test_embedded_ml100k_sums_match_the_real_files(ml100k_dir: Path) -> None:
+    sums = known_checksums("ml-100k")
+    assert sums == read_sums(ml100k_dir / "SHA256SUMS")
+    assert sums == {name: sha256_file(ml100k_dir / name) for name in sums}
+    assert set(sums) == set(datasets.get_spec("ml-100k").files)
+    assert resolve_dataset("ml-100k", ml100k_dir, download=False) == ml100k_dir
+
+
+def test_checksums_json_is_well_formed() -> None:
+    table = json.loads((Path(datasets.__file__).parent / "checksums.json").read_text())
+    assert set(table) <= set(dataset_names())
+    for entry in table.values():
+        assert all(len(digest) == 64 for digest in entry["files"].values())
+
+
+def test_load_dataset_reads_a_file_with_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("uid,iid,stars\n1,2,4\n3,2,5\n")
+    data = load_dataset(path, columns={"user": "uid", "item": "iid", "rating": "stars"},
+                        rating_range=(1, 5))
+    assert (data.n_users, data.n_items, len(data)) == (2, 1, 2)
+    with pytest.raises(ValueError, match="columns= applies to interaction files"):
+        load_dataset("ml-1m", columns={"user": "u"})
+
+
+def test_load_dataset_passes_keywords_to_synthetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    module = types.ModuleType("recforge.data.synthetic")
+    module.generate = lambda **kwargs: calls.append(kwargs) or "generated"
+    monkeypatch.setitem(sys.modules, "recforge.data.synthetic", module)
+    assert load_dataset("synthetic", n_users=5, seed=3) == "generated"
+    assert calls == [{"n_users": 5, "seed": 3}]
