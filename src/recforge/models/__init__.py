@@ -9,7 +9,6 @@ from recforge.models.baselines import (
     RandomRecommender,
     UserMean,
 )
-from recforge.models import ease, knn  # noqa: F401  (registers EASE and the kNN models)
 from recforge.models.ials import ImplicitALS
 from recforge.models.registry import create_model, get_model_class, model_names, register
 
