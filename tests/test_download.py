@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     cut_after: int | None = None  # send only this many body bytes once, then close
-    honour_range: bool = True
+    ranges: Literal["honour", "ignore", "from-zero"] = "honour"
 
 
 class RangeHandler(BaseHTTPRequestHandler):
@@ -53,17 +54,17 @@ class RangeHandler(BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404)
             return
-        start = int(requested.removeprefix("bytes=").split("-")[0]) if requested else 0
-        if not state.honour_range:
-            start = 0
-        if start >= len(data) and start:
+        ranged = requested is not None and state.ranges != "ignore"
+        start = int(requested.removeprefix("bytes=").split("-")[0]) if ranged else 0
+        start = 0 if state.ranges == "from-zero" else start
+        if start >= len(data) and ranged:
             self.send_response(416)
             self.send_header("Content-Range", f"bytes */{len(data)}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self.send_response(206 if start else 200)
-        if start:
+        self.send_response(206 if ranged else 200)
+        if ranged:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
@@ -133,12 +134,16 @@ def test_cut_connection_is_retried_automatically(server: ServerState, tmp_path: 
     assert [r for _, r in server.requests] == [None, "bytes=1234-"]
 
 
-def test_server_without_range_support_restarts(server: ServerState, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("ranges", "expected"), [
+    ("ignore", ["bytes=11-"]), ("from-zero", ["bytes=11-", None])])
+def test_server_without_proper_range_support_restarts(
+        server: ServerState, tmp_path: Path, ranges: str, expected: list[str | None]) -> None:
     server.files["data.bin"] = PAYLOAD
-    server.honour_range = False
+    server.ranges = ranges
     (tmp_path / "data.bin.part").write_bytes(b"stale bytes")
     dest = download_file(server.base_url + "data.bin", tmp_path / "data.bin", progress=False)
     assert dest.read_bytes() == PAYLOAD
+    assert [r for _, r in server.requests] == expected
 
 
 def test_part_longer_than_the_file_restarts(server: ServerState, tmp_path: Path) -> None:

@@ -104,9 +104,9 @@ def test_load_dataset_finds_ml100k_in_its_folder(ml100k_dir: Path) -> None:
     assert (data.n_users, data.n_items, len(data)) == (943, 1682, 100_000)
 
 
-def test_fold_name_is_validated(ml100k_dir: Path) -> None:
+def test_fold_name_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown ML-100K fold 'u6'; valid folds: u1, .*, ub"):
-        load_ml100k_fold("u6", ml100k_dir)
+        load_ml100k_fold("u6", tmp_path)
 
 
 # ---------------------------------------------------------------------- fake ML-100K

@@ -112,6 +112,9 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     with response:
         resumed = offset > 0 and _resumes_at(response, offset)
+        if response.status == 206 and not resumed:  # a range we did not ask for: restart
+            part.unlink()
+            return _fetch(url, part, timeout, progress)
         start = offset if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
@@ -122,6 +125,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
                 advance(len(block))
     if total is not None and part.stat().st_size < total:
         raise _ShortTransfer(f"connection closed at {part.stat().st_size} of {total} bytes")
+    return None
 
 
 def _resumes_at(response: http.client.HTTPResponse, offset: int) -> bool:
