@@ -307,3 +307,16 @@ def most_similar(similarity: np.ndarray | sp.spmatrix, items: np.ndarray,
     rows[np.arange(len(items)), items] = -np.inf
     idx, val = top_k(rows, min(k, max(n - 1, 1)))
     return np.where(np.isfinite(val), idx, -1), val
+
+
+class ItemSimilarityMixin:
+    """`similar_items` from a learned item-item matrix rather than from item vectors."""
+
+    def _item_similarity(self) -> np.ndarray | sp.spmatrix:
+        return self.similarity_  # type: ignore[attr-defined]
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items with the highest learned similarity to each of ``items`` (itself
+        excluded; padded with ``-1``/``-inf`` where an item has fewer neighbours)."""
+        self._check_fitted()  # type: ignore[attr-defined]
+        return most_similar(self._item_similarity(), items, k)
