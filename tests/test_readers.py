@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from recforge.data import readers
-from recforge.data.readers import DataFormatError, TextSource, read_interactions, read_table
+from recforge.data.readers import (
+    DataFormatError,
+    TextSource,
+    parse_column_spec,
+    read_interactions,
+    read_table,
+)
 
 ML_COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
 HEADER = "userId,movieId,rating,timestamp\n"
@@ -166,3 +172,12 @@ def test_read_table_keeps_text_columns_as_strings(tmp_path: Path) -> None:
     frame = read_table(source, ["user", "zip", "note"], text=["zip", "note"])
     assert frame["zip"].tolist() == ["01002", "T8H1N"]
     assert frame["note"].tolist() == ["NA", "x"]
+
+
+def test_parse_column_spec() -> None:
+    assert parse_column_spec("user=userId, item=movieId,rating=stars") == {
+        "user": "userId", "item": "movieId", "rating": "stars"}
+    with pytest.raises(ValueError, match="expected FIELD=COLUMN"):
+        parse_column_spec("user=userId,item")
+    with pytest.raises(ValueError, match="unknown field 'score'"):
+        parse_column_spec("user=u,score=s")

@@ -252,6 +252,19 @@ def _column_mapping(columns: Mapping[str, Any] | None, available: Sequence[Any],
     return {field: col if header else _position(col) for field, col in columns.items()}
 
 
+def parse_column_spec(spec: str) -> dict[str, str]:
+    """Parse the CLI form ``user=userId,item=movieId,rating=rating`` into a field mapping."""
+    mapping = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        field, sep, column = (s.strip() for s in part.partition("="))
+        if not sep or not field or not column:
+            raise ValueError(f"bad column mapping {part!r}: expected FIELD=COLUMN")
+        if field not in FIELDS:
+            raise ValueError(f"unknown field {field!r} in {spec!r}; valid: {', '.join(FIELDS)}")
+        mapping[field] = column
+    return mapping
+
+
 def _position(col: Any) -> int:
     try:
         return int(col)
