@@ -162,38 +162,41 @@ def resolve_dataset(
 
 
 def _local_folder(spec: DatasetSpec, data_dir: str | Path | None) -> tuple[Path | None, list[str]]:
-    """The first complete local folder, and what was looked at.
+    """The first complete local folder (None when there is none), and what was looked at.
 
     An explicit ``data_dir`` without the files, or a ``$RECFORGE_DATA_DIR`` folder that is
     incomplete, raises rather than falling back silently to another copy.
     """
+    looked: list[str] = []
     if data_dir is not None:
-        base = Path(data_dir)
-        looked = []
-        for candidate in _dedupe([base, base / spec.name, base / (spec.folder or spec.name)]):
-            missing = _missing_files(spec, candidate)
-            if not missing:
-                return candidate, looked
-            looked.append(_describe(candidate, missing))
-        raise DatasetNotFoundError(_not_found(spec, looked, "the data_dir argument does not hold it"))
-    looked = []
+        found = _first_complete(spec, [Path(data_dir), *_named_in(spec, Path(data_dir))], looked)
+        if found is None:
+            raise DatasetNotFoundError(_not_found(spec, looked, "the data_dir argument does not hold it"))
+        return found, looked
     env = os.environ.get(ENV_DATA_DIR)
-    for candidate in _dedupe([Path(env) / spec.name, Path(env) / (spec.folder or spec.name)] if env else []):
-        missing = _missing_files(spec, candidate)
-        if not missing:
-            return candidate, looked
-        looked.append(_describe(candidate, missing))
-        if candidate.is_dir():
+    if env:
+        folders = _named_in(spec, Path(env))
+        found = _first_complete(spec, folders, looked)
+        if found is not None:
+            return found, looked
+        if any(folder.is_dir() for folder in folders):
             raise DatasetNotFoundError(_not_found(spec, looked, f"${ENV_DATA_DIR} has it incomplete"))
-    cached = cache_dir() / spec.name
-    missing = _missing_files(spec, cached)
-    if not missing:
-        return cached, looked
-    return None, [*looked, _describe(cached, missing)]
+    return _first_complete(spec, [cache_dir() / spec.name], looked), looked
 
 
-def _dedupe(paths: list[Path]) -> list[Path]:
-    return list(dict.fromkeys(paths))
+def _named_in(spec: DatasetSpec, base: Path) -> list[Path]:
+    """``base/<name>`` and ``base/<folder in the archive>`` (e.g. ``ml-10M100K``)."""
+    return list(dict.fromkeys([base / spec.name, base / (spec.folder or spec.name)]))
+
+
+def _first_complete(spec: DatasetSpec, folders: list[Path], looked: list[str]) -> Path | None:
+    """The first of ``folders`` holding all the files; the others are described in ``looked``."""
+    for folder in folders:
+        missing = _missing_files(spec, folder)
+        if not missing:
+            return folder
+        looked.append(_describe(folder, missing))
+    return None
 
 
 def _missing_files(spec: DatasetSpec, folder: Path) -> list[str]:
