@@ -149,7 +149,7 @@ class Recommender:
         block[~known] = self.popularity_
         if known.any():
             block[known] = self._score(users[known])
-        np.nan_to_num(block, copy=False, nan=-np.inf)
+        np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
         if items is None:
             return block
         return np.take_along_axis(block, np.asarray(items, dtype=np.int64), axis=1)
