@@ -59,6 +59,7 @@ def test_ml100k_items(ml100k: Interactions, ml100k_dir: Path) -> None:
     assert items.multihot["genres"][0] == labels == list(ML100K_GENRES)
     assert genres_of(ml100k, 1) == ["Animation", "Children's", "Comedy"]
     assert items.multihot["genres"][1].sum() == 2893  # genre flags set in u.item
+    assert items.text["title"][row_of(items.ids, 543)] == "Misérables, Les (1995)"  # latin-1
     assert items.text["imdb_url"][row_of(items.ids, 1)].startswith("http://us.imdb.com/")
 
 
@@ -211,11 +212,12 @@ def test_ml1m_rating_outside_one_to_five(ml1m_dir: Path) -> None:
 
 def test_ml10m_folder_name_and_half_stars(tmp_path: Path) -> None:
     folder = tmp_path / "ml-10M100K"
-    write_lines(folder / "movies.dat", ML1M_MOVIES[:2])
+    write_lines(folder / "movies.dat", ML1M_MOVIES[:2], encoding="utf-8")
     write_lines(folder / "ratings.dat", ["1::1::4.5::838985046", "7::2::0.5::838983525"])
     write_lines(folder / "tags.dat", ["15::4973::excellent!::1215184630"])
     data = load_dataset("ml-10m", data_dir=tmp_path, download=False)
     assert data.name == "ml-10m" and data.user_features is None
+    assert data.item_features.text["title"][1] == "Misérables, Les (1995)"
     np.testing.assert_array_equal(data.ratings, [4.5, 0.5])
 
 

@@ -192,9 +192,18 @@ def _positions(full: Interactions, users: np.ndarray, items: np.ndarray) -> np.n
 
 
 # ---------------------------------------------------------------------- MovieLens 1M and 10M
+def _text_encoding(path: Path) -> str:
+    """UTF-8 when the whole file decodes as such, else latin-1 (1M's movies.dat is latin-1)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return _LATIN1
+    return "utf-8"
+
+
 def _movies_dat(path: Path) -> SideTable:
-    movies = _read(_source(path, "::"), {"item": "int"}, ["item", "title", "genres"],
-                   text=["title", "genres"])
+    movies = _read(_source(path, "::", encoding=_text_encoding(path)), {"item": "int"},
+                   ["item", "title", "genres"], text=["title", "genres"])
     return _movies_table(movies)
 
 
