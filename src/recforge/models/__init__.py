@@ -1,5 +1,6 @@
 """Recommendation models behind one API (see `recforge.models.base.Recommender`)."""
 
+from recforge.models import ease, knn  # noqa: F401  (registers EASE and the kNN models)
 from recforge.models.base import NotFittedError, Recommender
 from recforge.models.baselines import (
     BaselineOnly,

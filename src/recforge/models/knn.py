@@ -1,0 +1,262 @@
+"""Neighbourhood (k-nearest-neighbour) models over the shared `similarity` module.
+
+Rating prediction (Herlocker et al. 1999; Koren 2010, "Factor in the neighbors"), as in
+Surprise's KNNWithMeans and KNNBaseline. For a user-based model the *entity* is the user and
+the *context* the item; for an item-based model the reverse. The estimate for (entity e,
+context c) is ::
+
+    r^ = o(e, c) + sum_{f in N^k_c(e)} s(e, f) (r(f, c) - o(f, c)) / sum_{f in N^k_c(e)} s(e, f)
+
+where ``N^k_c(e)`` are the ``k`` entities most similar to ``e`` with a rating in context ``c``
+(positive similarities only), and the offset ``o`` is the entity's mean rating
+("mean-centred") or the baseline ``mu + b_u + b_i`` of `BaselineOnly` ("baseline-centred").
+With fewer than ``min_k`` such neighbours the estimate is the offset alone.
+
+Top-N from implicit feedback (Deshpande & Karypis 2004; user-based: Sarwar et al. 2000) on
+the binary matrix: item-based scores are ``score(u, j) = sum_{i in I(u)} s(i, j)`` with each
+item's similarity row pruned to its ``k`` best neighbours, i.e. the sparse product
+``X[u] @ S``; user-based scores are ``sum_{v in N^k(u)} s(u, v) x(v, j)``, i.e. ``S[u] @ X``.
+
+The two feedback kinds are separate registered classes (not one class with a ``feedback``
+switch) because they differ in what the base API declares per class: the rating models need
+ratings and predict them, the implicit ones only rank.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from recforge.data.interactions import Interactions
+from recforge.models.base import Recommender
+from recforge.models.baselines import BaselineOnly
+from recforge.models.registry import register
+from recforge.models.similarity import (
+    ItemSimilarityMixin,
+    VectorMeasure,
+    Weighting,
+    apply_weighting,
+    corated_similarity,
+    vector_similarity,
+)
+
+RatingSimilarity = Literal["cosine", "pearson", "adjusted-cosine", "msd", "pearson-baseline"]
+Prediction = Literal["mean-centred", "baseline-centred"]
+
+#: rating similarity -> (co-rated measure, what it is computed on)
+_RATING_MEASURES = {
+    "cosine": ("cosine", "rating"),
+    "pearson": ("pearson", "rating"),
+    "msd": ("msd", "rating"),
+    "pearson-baseline": ("cosine", "baseline-residual"),
+    "adjusted-cosine": ("cosine", "user-centred"),
+}
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _neighbourhood_average(entities: np.ndarray, contexts: np.ndarray,
+                           s_indptr: np.ndarray, s_indices: np.ndarray, s_data: np.ndarray,
+                           c_indptr: np.ndarray, c_indices: np.ndarray, c_data: np.ndarray,
+                           k: int, min_k: int, out: np.ndarray) -> None:
+    """``out[p]``: similarity-weighted mean residual over the ``k`` most similar neighbours
+    of ``entities[p]`` rated in ``contexts[p]`` (NaN with fewer than ``min_k``).
+
+    Both the similarity rows and the context rows have sorted indices: a merge join finds
+    the neighbours the context has rated."""
+    for p in numba.prange(len(entities)):
+        a, a_end = s_indptr[entities[p]], s_indptr[entities[p] + 1]
+        b, b_end = c_indptr[contexts[p]], c_indptr[contexts[p] + 1]
+        sims = np.empty(min(a_end - a, b_end - b), dtype=np.float64)
+        vals = np.empty_like(sims)
+        m = 0
+        while a < a_end and b < b_end:
+            if s_indices[a] == c_indices[b]:
+                sims[m] = s_data[a]
+                vals[m] = c_data[b]
+                m += 1
+                a += 1
+                b += 1
+            elif s_indices[a] < c_indices[b]:
+                a += 1
+            else:
+                b += 1
+        if m == 0 or m < min_k:
+            out[p] = np.nan
+            continue
+        if m > k:
+            best = np.argsort(-sims[:m], kind="mergesort")[:k]
+            out[p] = np.sum(sims[best] * vals[best]) / np.sum(sims[best])
+        else:
+            out[p] = np.sum(sims[:m] * vals[:m]) / np.sum(sims[:m])
+
+
+def _entity_context(users: np.ndarray, items: np.ndarray,
+                    user_based: bool) -> tuple[np.ndarray, np.ndarray]:
+    return (users, items) if user_based else (items, users)
+
+
+class _RatingKNN(Recommender):
+    """Rating kNN; subclasses fix the orientation (``user_based``)."""
+
+    requires_ratings = True
+    predicts_ratings = True
+    batch_size = 256  # full-catalogue scoring builds batch x n_items (user, item) pairs
+    user_based: ClassVar[bool]
+
+    def __init__(self, k: int = 40, similarity: RatingSimilarity = "pearson-baseline",
+                 prediction: Prediction = "baseline-centred", shrinkage: float = 100.0,
+                 min_support: int = 1, min_k: int = 1, max_neighbors: int | None = None):
+        self.k = k
+        self.similarity = similarity
+        self.prediction = prediction
+        self.shrinkage = shrinkage
+        self.min_support = min_support
+        self.min_k = min_k
+        self.max_neighbors = max_neighbors
+
+    def _check_params(self) -> None:
+        if self.similarity not in _RATING_MEASURES or (
+                self.user_based and self.similarity == "adjusted-cosine"):
+            valid = [s for s in _RATING_MEASURES if not (self.user_based and s == "adjusted-cosine")]
+            raise ValueError(f"unknown similarity {self.similarity!r} for {type(self).__name__}; "
+                             f"valid: {', '.join(valid)}")
+        if self.prediction not in ("mean-centred", "baseline-centred"):
+            raise ValueError(f"unknown prediction {self.prediction!r}; "
+                             "valid: mean-centred, baseline-centred")
+        if self.k < 1 or self.min_k < 0:
+            raise ValueError("k must be at least 1 and min_k non-negative")
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self._check_params()
+        measure, basis = _RATING_MEASURES[self.similarity]
+        baseline = None
+        if self.prediction == "baseline-centred" or basis == "baseline-residual":
+            baseline = BaselineOnly().fit(train)
+        self.user_offset_, self.item_offset_ = self._offsets(train, baseline)
+        ent, ctx = _entity_context(train.users, train.items, self.user_based)
+        n_ent, n_ctx = _entity_context(self.n_users_, self.n_items_, self.user_based)
+        values = _similarity_values(train, basis, baseline)
+        self.similarity_ = corated_similarity(_sparse(values, ent, ctx, (n_ent, n_ctx)), measure,
+                                              k=self.max_neighbors, shrinkage=self.shrinkage,
+                                              min_support=self.min_support)
+        residual = train.ratings - self._offset(train.users, train.items)
+        self.context_residuals_ = _sparse(residual, ctx, ent, (n_ctx, n_ent))
+
+    def _offsets(self, train: Interactions,
+                 baseline: BaselineOnly | None) -> tuple[np.ndarray, np.ndarray]:
+        """(user term, item term) of the offset: the baseline, or the entity's mean rating."""
+        if baseline is not None and self.prediction == "baseline-centred":
+            return baseline.user_term_, baseline.item_term_
+        keys = train.users if self.user_based else train.items
+        mean = _means(keys, train.ratings, len(train.user_map if self.user_based
+                                                 else train.item_map), self.global_mean_)
+        zeros = np.zeros(self.n_items_ if self.user_based else self.n_users_, np.float32)
+        return _entity_context(mean.astype(np.float32), zeros, self.user_based)
+
+    def _offset(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.user_offset_[users].astype(np.float64) + self.item_offset_[items]
+
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        ent, ctx = _entity_context(users, items, self.user_based)
+        sim, res = self.similarity_, self.context_residuals_
+        average = np.empty(len(users), dtype=np.float64)
+        _neighbourhood_average(ent.astype(np.int64), ctx.astype(np.int64),
+                               sim.indptr, sim.indices, sim.data,
+                               res.indptr, res.indices, res.data,
+                               int(self.k), int(self.min_k), average)
+        return (self._offset(users, items) + np.nan_to_num(average)).astype(np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        grid_users = np.repeat(users, self.n_items_)
+        grid_items = np.tile(np.arange(self.n_items_), len(users))
+        return self._predict(grid_users, grid_items).reshape(len(users), self.n_items_)
+
+
+def _means(keys: np.ndarray, values: np.ndarray, n: int, default: float) -> np.ndarray:
+    counts = np.bincount(keys, minlength=n)
+    sums = np.bincount(keys, weights=values, minlength=n)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), default)
+
+
+def _similarity_values(train: Interactions, basis: str,
+                       baseline: BaselineOnly | None) -> np.ndarray:
+    """Per-rating values the similarity is computed on: the rating, the rating minus the
+    user's mean (adjusted cosine) or minus the baseline (pearson-baseline)."""
+    ratings = train.ratings.astype(np.float64)
+    if basis == "baseline-residual":
+        return ratings - (baseline.user_term_[train.users].astype(np.float64)
+                          + baseline.item_term_[train.items])
+    if basis == "user-centred":
+        user_mean = _means(train.users, ratings, train.n_users, float(ratings.mean()))
+        return ratings - user_mean[train.users]
+    return ratings
+
+
+def _sparse(values: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+            shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR with sorted indices that keeps stored zeros (a stored entry is an observation)."""
+    matrix = sp.csr_matrix((values.astype(np.float32), (rows, cols)), shape=shape)
+    matrix.sort_indices()
+    return matrix
+
+
+@register("user-knn")
+class UserKNN(_RatingKNN):
+    """User-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=True``)."""
+
+    user_based = True
+
+
+@register("item-knn")
+class ItemKNN(ItemSimilarityMixin, _RatingKNN):
+    """Item-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=False``);
+    `similar_items` reads the item-item similarity matrix."""
+
+    user_based = False
+
+
+class _ImplicitKNN(Recommender):
+    """Top-N kNN on the binary matrix; subclasses fix the orientation (``user_based``)."""
+
+    user_based: ClassVar[bool]
+
+    def __init__(self, k: int = 100, similarity: VectorMeasure = "cosine",
+                 weighting: Weighting = "none", shrinkage: float = 0.0,
+                 bm25_k1: float = 1.2, bm25_b: float = 0.75):
+        self.k = k
+        self.similarity = similarity
+        self.weighting = weighting
+        self.shrinkage = shrinkage
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if self.similarity == "jaccard" and self.weighting != "none":
+            raise ValueError("jaccard compares sets of interactions; use weighting='none'")
+        entities = self.seen_ if self.user_based else self.seen_.T.tocsr()
+        weighted = apply_weighting(entities, self.weighting, self.bm25_k1, self.bm25_b)
+        self.similarity_ = vector_similarity(weighted, self.similarity, k=self.k,
+                                             shrinkage=self.shrinkage)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        if self.user_based:
+            return (self.similarity_[users] @ self.seen_).toarray()
+        return (self.seen_[users] @ self.similarity_).toarray()
+
+
+@register("user-knn-implicit")
+class UserKNNImplicit(_ImplicitKNN):
+    """User-based top-N kNN: ``score(u, j) = sum_{v in N^k(u)} s(u, v) x(v, j)``."""
+
+    user_based = True
+
+
+@register("item-knn-implicit")
+class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
+    """Item-based top-N kNN (Deshpande & Karypis 2004): ``score(u, j) = sum_{i in I(u)}
+    s(i, j)`` over each item's ``k`` nearest neighbours."""
+
+    user_based = False

@@ -1,0 +1,78 @@
+"""EASE: the model contract plus the closed form checked against a direct inverse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from model_contract import ModelContract, contract_data
+
+from recforge.data import Interactions
+from recforge.models import ease as ease_module
+from recforge.models.ease import EASE
+
+
+class TestEASE(ModelContract):
+    def make_model(self, seed: int = 0) -> EASE:
+        return EASE(reg=20.0)
+
+
+class TestEASEFloat32(ModelContract):
+    def make_model(self, seed: int = 0) -> EASE:
+        return EASE(reg=20.0, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return contract_data()
+
+
+def _closed_form(data: Interactions, reg: float) -> np.ndarray:
+    x = data.binary_csr.toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + reg * np.eye(data.n_items))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_weights_match_closed_form(data: Interactions, dtype: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ease_module, "_SYMMETRISE_ROWS", 7)  # several blocks of the inverse
+    model = EASE(reg=15.0, dtype=dtype).fit(data)
+    expected = _closed_form(data, 15.0)
+    assert model.B_ == pytest.approx(expected, abs=1e-5 if dtype == "float64" else 1e-4)
+    assert not np.diag(model.B_).any()
+    users = np.arange(data.n_users)
+    assert model.score(users) == pytest.approx(data.binary_csr.toarray() @ expected, abs=1e-4)
+
+
+def test_weights_solve_the_constrained_least_squares(data: Interactions) -> None:
+    """Stationarity of |X - XB|^2 + reg |B|^2 with diag(B) = 0: off the diagonal,
+    (X^T X + reg I) B = X^T X."""
+    reg = 30.0
+    model = EASE(reg=reg).fit(data)
+    x = data.binary_csr.toarray().astype(np.float64)
+    gram = x.T @ x
+    residual = (gram + reg * np.eye(len(gram))) @ model.B_ - gram
+    off_diagonal = ~np.eye(len(gram), dtype=bool)
+    assert np.abs(residual[off_diagonal]).max() < 1e-3
+
+
+def test_similar_items_read_b(data: Interactions) -> None:
+    model = EASE(reg=10.0).fit(data)
+    items, scores = model.similar_items([3], k=4)
+    row = model.B_[3].copy()
+    row[3] = -np.inf
+    assert items[0].tolist() == np.argsort(-row, kind="stable")[:4].tolist()
+    assert scores[0] == pytest.approx(np.sort(row)[::-1][:4])
+
+
+def test_invalid_parameters_and_memory_limit(data: Interactions,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="reg must be positive"):
+        EASE(reg=0.0).fit(data)
+    with pytest.raises(ValueError, match="dtype"):
+        EASE(dtype="float16").fit(data)  # type: ignore[arg-type]
+    monkeypatch.setattr(ease_module, "_physical_memory", lambda: 1024)
+    with pytest.raises(MemoryError, match="restrict the catalogue"):
+        EASE().fit(data)
