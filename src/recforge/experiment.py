@@ -39,7 +39,6 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
                   dataset_kwargs: dict[str, Any] | None = None) -> PreparedSplit:
     """Load ``dataset`` and split it by ``split`` (a canonical ML-100K fold or a method name)."""
     from recforge.data.datasets import load_dataset
-    from recforge.data.splits import make_split
 
     if split in CANONICAL_FOLDS:
         if dataset != "ml-100k":
@@ -52,6 +51,8 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
     if split not in SPLIT_METHODS:
         raise ValueError(f"unknown split {split!r}; valid: "
                          f"{', '.join(CANONICAL_FOLDS + SPLIT_METHODS)}")
+    from recforge.data.splits import make_split
+
     kwargs = dict(dataset_kwargs or {})
     if dataset == "synthetic":
         kwargs.setdefault("seed", seed)

@@ -37,23 +37,6 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def parse_columns(text: str | None) -> dict[str, str] | None:
-    """``"user=userId,item=movieId"`` -> ``{"user": "userId", "item": "movieId"}``."""
-    if not text:
-        return None
-    columns: dict[str, str] = {}
-    for part in text.split(","):
-        field, sep, column = part.partition("=")
-        if not sep or not field.strip() or not column.strip():
-            raise ValueError(f"--columns expects field=column pairs, got {part!r}")
-        field = field.strip()
-        if field not in ("user", "item", "rating", "timestamp", "weight"):
-            raise ValueError(f"--columns: unknown field {field!r} "
-                             "(use user, item, rating, timestamp, weight)")
-        columns[field] = column.strip()
-    return columns
-
-
 def parse_metrics(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 

@@ -30,12 +30,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     from recforge.data.datasets import dataset_info, dataset_names
 
     table = Table(title="Datasets")
-    for column in ("name", "description", "interactions", "found at"):
+    for column in ("name", "description", "ratings", "found at"):
         table.add_column(column)
     for name in dataset_names():
         info = dataset_info(name)
-        table.add_row(name, str(info.get("description", "")), str(info.get("interactions", "")),
-                      str(info.get("local_path") or "[dim]not downloaded[/]"))
+        ratings = f"{info['ratings']:,}" if info.get("ratings") else "-"
+        where = info.get("local") or ("[dim]generated[/]" if name == "synthetic"
+                                      else "[dim]not downloaded[/]")
+        table.add_row(name, info["description"], ratings, str(where))
     console.print(table)
     return 0
 

@@ -11,11 +11,11 @@ from rich.table import Table
 from recforge.cli.common import (
     console,
     metrics_table,
-    parse_columns,
     parse_metrics,
     parse_params,
     phase,
 )
+from recforge.data.readers import parse_column_spec
 from recforge.experiment import (
     CANONICAL_FOLDS,
     SPLIT_METHODS,
@@ -59,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _prepare(args: argparse.Namespace):
     with phase(f"loading {args.dataset} and splitting ({args.split})"):
         return prepare_split(args.dataset, args.split, seed=args.seed,
-                             columns=parse_columns(args.columns), data_dir=args.data_dir,
+                             columns=parse_column_spec(args.columns) if args.columns else None, data_dir=args.data_dir,
                              download=not args.no_download)
 
 
