@@ -189,9 +189,10 @@ def test_moving_a_hit_up_never_hurts(lists: tuple, data: st.DataObject) -> None:
     hits, n_rel = lists
     width = hits.shape[1]
     row = data.draw(st.integers(0, len(hits) - 1))
-    later = data.draw(st.integers(0, width - 1))
-    earlier = data.draw(st.integers(0, later))
-    assume(hits[row, later] and not hits[row, earlier])
+    upper = np.triu(np.ones((width, width), bool), 1)
+    swaps = np.argwhere(upper & ~hits[row][:, None] & hits[row][None, :])  # (earlier, later)
+    assume(len(swaps) > 0)
+    earlier, later = swaps[data.draw(st.integers(0, len(swaps) - 1))]
     better = hits.copy()
     better[row, [earlier, later]] = True, False
     before, after = _accuracy(hits, n_rel, width), _accuracy(better, n_rel, width)
