@@ -16,6 +16,8 @@ from recforge.cli.common import (
     phase,
 )
 from recforge.data.readers import parse_column_spec
+from recforge.evaluation.metrics import parse_metric
+from recforge.evaluation.protocols import make_protocol
 from recforge.experiment import (
     CANONICAL_FOLDS,
     SPLIT_METHODS,
@@ -81,8 +83,12 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model = build_model(args.model, parse_params(args.param), args.seed)  # fail fast
+    # validate everything cheap before loading data or training
+    model = build_model(args.model, parse_params(args.param), args.seed)
     metrics = parse_metrics(args.metrics)
+    for name in metrics:
+        parse_metric(name)
+    make_protocol(args.protocol)
     prepared = _prepare(args)
     with phase(f"fitting and evaluating {args.model}"):
         record = run_evaluation(model, prepared, metrics, protocol=args.protocol)
