@@ -201,9 +201,18 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     Each epoch updates all user factors, then all item factors. The per-epoch ``loss`` is
     the full objective (all ``n_users * n_items`` cells plus the L2 penalty) after the epoch,
     divided by the total confidence ``sum_{u,i} c_ui``.
+
+    Defaults (64 factors, ``regularization=30``, ``alpha=3``, binary linear confidence, 15
+    epochs) were chosen on validation splits carved from training data only (leave-last-out
+    of the leave-last-out training part) of ML-100K and of the synthetic implicit generator
+    (2000 users x 1000 items x 100k), by sampled-99 HR@10 and full-ranking NDCG@10 over a grid
+    of factors {64, 128}, regularization {0.1 .. 100}, alpha {1, 3, 5, 10, 20}, raw vs
+    binary values, linear vs log scaling and 15 vs 30 epochs (raw ratings and log scaling
+    were within noise of binary linear confidence on ML-100K; weak regularization, 0.1 to 1,
+    scored lower on both sets).
     """
 
-    def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
+    def __init__(self, factors: int = 64, regularization: float = 30.0, alpha: float = 3.0,
                  scaling: Literal["linear", "log"] = "linear", epsilon: float = 1.0,
                  use_values: bool = False, solver: Literal["cg", "cholesky"] = "cg",
                  cg_steps: int = 3, epochs: int = 15, init_scale: float = 0.01,
