@@ -31,7 +31,7 @@ class TestItemKNNImplicit(ModelContract):
 
 class TestUserKNNImplicit(ModelContract):
     def make_model(self, seed: int = 0) -> UserKNNImplicit:
-        return UserKNNImplicit(k=10, similarity="jaccard")
+        return UserKNNImplicit(k=10, similarity="jaccard", weighting="none")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_matches_surprise(data: Interactions, cls: type, measure: str) -> None:
 
 @pytest.mark.parametrize("cls", [ItemKNNImplicit, UserKNNImplicit])
 def test_implicit_scores_are_sparse_products(data: Interactions, cls: type) -> None:
-    model = cls(k=5, similarity="cosine").fit(data)
+    model = cls(k=5, similarity="cosine", weighting="none").fit(data)
     binary = data.binary_csr.toarray()
     entities = binary if cls is UserKNNImplicit else binary.T
     pruned = vector_similarity(entities, "cosine", k=5).toarray()
@@ -164,6 +164,15 @@ def test_item_similar_items_read_the_similarity_matrix(data: Interactions) -> No
     assert items[0, 0] == int(np.argmax(row)) and scores[0, 0] == pytest.approx(row.max())
     with pytest.raises(NotImplementedError):
         UserKNN().fit(data).similar_items([0], k=3)
+
+
+def test_implicit_default_k_depends_on_orientation(data: Interactions) -> None:
+    assert ItemKNNImplicit().get_params()["k"] is None
+    item = ItemKNNImplicit(k=None, similarity="cosine", weighting="none").fit(data)
+    expected = vector_similarity(data.binary_csr.T.tocsr(), "cosine", k=ItemKNNImplicit.default_k)
+    assert (item.similarity_ != expected).nnz == 0
+    user = UserKNNImplicit().fit(data)
+    assert np.diff(user.similarity_.indptr).max() == UserKNNImplicit.default_k
 
 
 def test_registry_flags() -> None:

@@ -99,7 +99,14 @@ def _entity_context(users: np.ndarray, items: np.ndarray,
 
 
 class _RatingKNN(Recommender):
-    """Rating kNN; subclasses fix the orientation (``user_based``)."""
+    """Rating kNN; subclasses fix the orientation (``user_based``).
+
+    Defaults follow Surprise's KNNBaseline (pearson-baseline, k=40, shrinkage 100); a grid
+    on validation splits carved from ML-100K u1.base and the synthetic ratings
+    (benchmarks/bench_knn_ease.py validate) kept them: other settings were within 0.002 RMSE
+    or worse. ``max_neighbors`` bounds the stored similarities per row (memory on large
+    catalogues); ``k`` is chosen at prediction time among the neighbours a context has rated.
+    """
 
     requires_ratings = True
     predicts_ratings = True
@@ -219,12 +226,18 @@ class ItemKNN(ItemSimilarityMixin, _RatingKNN):
 
 
 class _ImplicitKNN(Recommender):
-    """Top-N kNN on the binary matrix; subclasses fix the orientation (``user_based``)."""
+    """Top-N kNN on the binary matrix; subclasses fix the orientation (``user_based``).
+
+    ``k=None`` takes the orientation's validated default (`default_k`). The defaults (BM25
+    weighting, dot-product similarity, k) were chosen on validation splits carved from the
+    training data of ML-100K and of the synthetic set (benchmarks/bench_knn_ease.py validate).
+    """
 
     user_based: ClassVar[bool]
+    default_k: ClassVar[int]
 
-    def __init__(self, k: int = 100, similarity: VectorMeasure = "cosine",
-                 weighting: Weighting = "none", shrinkage: float = 0.0,
+    def __init__(self, k: int | None = None, similarity: VectorMeasure = "dot",
+                 weighting: Weighting = "bm25", shrinkage: float = 0.0,
                  bm25_k1: float = 1.2, bm25_b: float = 0.75):
         self.k = k
         self.similarity = similarity
@@ -238,7 +251,8 @@ class _ImplicitKNN(Recommender):
             raise ValueError("jaccard compares sets of interactions; use weighting='none'")
         entities = self.seen_ if self.user_based else self.seen_.T.tocsr()
         weighted = apply_weighting(entities, self.weighting, self.bm25_k1, self.bm25_b)
-        self.similarity_ = vector_similarity(weighted, self.similarity, k=self.k,
+        k = self.default_k if self.k is None else self.k
+        self.similarity_ = vector_similarity(weighted, self.similarity, k=k,
                                              shrinkage=self.shrinkage)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -252,6 +266,7 @@ class UserKNNImplicit(_ImplicitKNN):
     """User-based top-N kNN: ``score(u, j) = sum_{v in N^k(u)} s(u, v) x(v, j)``."""
 
     user_based = True
+    default_k = 20
 
 
 @register("item-knn-implicit")
@@ -260,3 +275,4 @@ class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
     s(i, j)`` over each item's ``k`` nearest neighbours."""
 
     user_based = False
+    default_k = 200
