@@ -103,9 +103,10 @@ class _RatingKNN(Recommender):
 
     Defaults follow Surprise's KNNBaseline (pearson-baseline, k=40, shrinkage 100); a grid
     on validation splits carved from ML-100K u1.base and the synthetic ratings
-    (benchmarks/bench_knn_ease.py validate) kept them: other settings were within 0.002 RMSE
-    or worse. ``max_neighbors`` bounds the stored similarities per row (memory on large
-    catalogues); ``k`` is chosen at prediction time among the neighbours a context has rated.
+    (benchmarks/bench_knn_ease.py validate) kept them: no setting beat them by more than
+    0.002 RMSE on either set. ``max_neighbors`` bounds the stored similarities per row
+    (memory on large catalogues); ``k`` is chosen at prediction time among the neighbours a
+    context has rated.
     """
 
     requires_ratings = True
