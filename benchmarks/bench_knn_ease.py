@@ -21,7 +21,7 @@ Parts (each writes ``benchmarks/results/bench_knn_ease_<part>.json``):
 
     .venv/bin/python benchmarks/bench_knn_ease.py validate
     .venv/bin/python benchmarks/bench_knn_ease.py quality
-    .venv/bin/python benchmarks/bench_knn_ease.py speed --repeat 3
+    .venv/bin/python benchmarks/bench_knn_ease.py speed --repeat 3 [--data syn10m.parquet]
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from recforge.data.splits import leave_last_out, random_split
 
 from recforge.data.interactions import Interactions
 from recforge.data.movielens import load_ml100k, load_ml100k_fold
@@ -109,6 +108,8 @@ RATING_GRID = [{"similarity": s, "prediction": p, "shrinkage": 100.0 if s == "pe
 
 
 def validate(args: argparse.Namespace) -> None:
+    from recforge.data.splits import leave_last_out, random_split
+
     datasets = {"ml-100k": (load_ml100k(DATA_DIR), load_ml100k_fold("u1", DATA_DIR)[0]),
                 "synthetic": (generate(seed=0),) * 2}
     rows: list[dict[str, Any]] = []
@@ -153,6 +154,8 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------- quality
 def quality(args: argparse.Namespace) -> None:
+    from recforge.data.splits import leave_last_out, random_split
+
     full = load_ml100k(DATA_DIR)
     loo = leave_last_out(full)
     rand = random_split(full, test_fraction=0.2, seed=0)
@@ -285,8 +288,11 @@ def surprise_fit(train: Interactions, name: str) -> Callable[[], Any] | None:
 
 
 def speed_synthetic(args: argparse.Namespace) -> dict[str, Any]:
-    gen_s, data = timed(lambda: generate(n_users=args.users, n_items=args.items,
-                                         n_interactions=args.interactions, seed=0))
+    if args.data:  # a Parquet file from recforge.data.synthetic.write_parquet
+        gen_s, data = timed(partial(Interactions.from_parquet, args.data))
+    else:
+        gen_s, data = timed(partial(generate, n_users=args.users, n_items=args.items,
+                                    n_interactions=args.interactions, seed=0))
     x = data.binary_csr
     out: dict[str, Any] = {"users": data.n_users, "items": data.n_items,
                            "interactions": len(data), "generate_s": gen_s,
@@ -328,6 +334,7 @@ def main() -> None:
     parser.add_argument("--interactions", type=int, default=10_000_000)
     parser.add_argument("--ease-items", type=int, nargs="*", default=[5000, 10000])
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--data", help="synthetic Parquet (synthetic.write_parquet) to reuse")
     args = parser.parse_args()
     {"validate": validate, "quality": quality, "speed": speed}[args.part](args)
 
