@@ -1,6 +1,7 @@
 """Recommendation models behind one API (see `recforge.models.base.Recommender`)."""
 
-from recforge.models import ease, knn  # noqa: F401  (registers EASE and the kNN models)
+# imported for their registrations: EASE, kNN and the rating-prediction family
+from recforge.models import als_explicit, ease, knn, mf, svd, svdpp  # noqa: F401
 from recforge.models.base import NotFittedError, Recommender
 from recforge.models.baselines import (
     BaselineOnly,
