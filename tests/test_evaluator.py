@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from math import log2
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from recforge.data.interactions import IdMap, Interactions
 from recforge.data.movielens import read_ml100k
+from recforge.data.splits import leave_last_out
 from recforge.evaluation import EvaluationResult, Evaluator, SampledRanking
 from recforge.evaluation import metrics as m
 from recforge.evaluation.protocols import FullRanking, make_protocol
@@ -24,28 +22,6 @@ RANKING = ["hr@3", "precision@3", "recall@3", "map@3", "ndcg@3", "ndcg-graded@3"
 
 
 # ---------------------------------------------------------------------- fixtures and models
-
-
-def _stand_in_sample_negatives(positives: sp.csr_matrix, users: np.ndarray, n: int,
-                               method: str = "uniform", seed: int = 0,
-                               distinct: bool = True) -> np.ndarray:
-    """Slow reference sampler used until recforge.data.sampling exists."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((len(users), n), dtype=np.int64)
-    for row, user in enumerate(users):
-        allowed = np.setdiff1d(np.arange(positives.shape[1]), positives[user].indices)
-        out[row] = rng.choice(allowed, n, replace=not distinct)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def sampler(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import recforge.data.sampling  # noqa: F401
-    except ImportError:
-        module = types.ModuleType("recforge.data.sampling")
-        module.sample_negatives = _stand_in_sample_negatives  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "recforge.data.sampling", module)
 
 
 class FixedScores(Recommender):
@@ -371,9 +347,6 @@ def test_invalid_setups(split: tuple) -> None:
 @pytest.mark.realdata
 def test_most_popular_sampled_hr_on_ml100k(ml100k_dir: Path) -> None:
     """MostPopular, leave-last-out, 99 sampled negatives: HR@10 = 0.31 +- 0.01."""
-    pytest.importorskip("recforge.data.splits")
-    from recforge.data.splits import leave_last_out
-
     parts = leave_last_out(read_ml100k(ml100k_dir))
     model = MostPopular().fit(parts.train)
     hr = {ties: Evaluator(parts.train, parts.test, ["hr@10"], "sampled-99", ties=ties)
