@@ -11,11 +11,12 @@ from recforge.models.baselines import (
     RandomRecommender,
     UserMean,
 )
+from recforge.models.bpr import BPR
 from recforge.models.ials import ImplicitALS
 from recforge.models.registry import create_model, get_model_class, model_names, register
 
 __all__ = [
-    "BaselineOnly", "GlobalMean", "ImplicitALS", "ItemMean", "MostPopular", "NotFittedError",
+    "BPR", "BaselineOnly", "GlobalMean", "ImplicitALS", "ItemMean", "MostPopular", "NotFittedError",
     "RandomRecommender", "Recommender", "UserMean", "create_model", "get_model_class",
     "model_names", "register",
 ]
