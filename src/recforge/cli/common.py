@@ -51,7 +51,8 @@ def phase(description: str) -> Iterator[None]:
 
 
 def metrics_table(records: list[dict[str, Any]], title: str = "Results") -> Table:
-    """One row per evaluation record; metric cells show the mean and the 95% interval."""
+    """One row per evaluation record; metric cells show the mean and the half-width of its
+    95% bootstrap interval."""
     names: list[str] = []
     for record in records:
         names += [m for m in record["metrics"] if m not in names]
@@ -69,7 +70,7 @@ def metrics_table(records: list[dict[str, Any]], title: str = "Results") -> Tabl
             if value is None:
                 cells.append("-")
             elif interval:
-                cells.append(f"{value:.4f} [dim]({interval[0]:.4f}-{interval[1]:.4f})[/]")
+                cells.append(f"{value:.4f} [dim]±{(interval[1] - interval[0]) / 2:.4f}[/]")
             else:
                 cells.append(f"{value:.4f}")
         table.add_row(record["model"], *cells, f"{record['fit_seconds']:.2f}",
