@@ -166,15 +166,6 @@ def test_item_similar_items_read_the_similarity_matrix(data: Interactions) -> No
         UserKNN().fit(data).similar_items([0], k=3)
 
 
-def test_implicit_default_k_depends_on_orientation(data: Interactions) -> None:
-    assert ItemKNNImplicit().get_params()["k"] is None
-    item = ItemKNNImplicit(k=None, similarity="cosine", weighting="none").fit(data)
-    expected = vector_similarity(data.binary_csr.T.tocsr(), "cosine", k=ItemKNNImplicit.default_k)
-    assert (item.similarity_ != expected).nnz == 0
-    user = UserKNNImplicit().fit(data)
-    assert np.diff(user.similarity_.indptr).max() == UserKNNImplicit.default_k
-
-
 def test_registry_flags() -> None:
     assert get_model_class("item-knn").requires_ratings
     assert get_model_class("user-knn").predicts_ratings
