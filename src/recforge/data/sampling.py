@@ -4,8 +4,7 @@
 is a positive) and then draws, for any batch of users, items outside each user's positives:
 ``uniform`` over the catalogue or by ``popularity ** alpha`` (items of zero weight are never
 drawn). Candidates are drawn for the whole batch at once and checked against the positives
-with one binary search over sorted ``user * n_items + item`` keys; only rejected slots are
-redrawn. After a few rounds, rows that still have rejects (users who have interacted with
+by a compiled binary search in each user's sorted CSR row; only rejected slots are redrawn. After a few rounds, rows that still have rejects (users who have interacted with
 almost every item) are finished exactly from their dense complement, so the cost stays bounded.
 
 By default each slot is an independent draw (a row can repeat an item). With
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -26,6 +26,8 @@ from recforge.data.interactions import Interactions
 Method = Literal["uniform", "popularity"]
 _REJECTION_ROUNDS = 16
 _DENSE_ELEMENTS = 1 << 22  # rows x items handled at once by the exact fallback
+_MIN_ACCEPTANCE = 0.2  # users with a lower chance that a draw is not a positive go exact
+_PARALLEL_ELEMENTS = 1 << 16  # smaller blocks are checked on one thread
 
 
 class NegativeSampler:
@@ -39,10 +41,13 @@ class NegativeSampler:
         self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
         self.items = csr.indices.astype(np.int64)
         self._indptr = csr.indptr.astype(np.int64)
-        self._keys = self.users * self.n_items + self.items  # sorted: rows, then sorted columns
         self.weights = _item_weights(method, popularity, alpha, self.items, self.n_items)
         self._cdf = None if self.weights is None else np.cumsum(self.weights) / self.weights.sum()
         self.available = self._count_available()
+        base = np.ones(self.n_items) if self.weights is None else self.weights
+        taken = np.bincount(self.users, weights=base[self.items], minlength=self.n_users)
+        #: per user, the share of the sampling weight outside their positives
+        self.free_share = 1 - taken / base.sum()
 
     def __repr__(self) -> str:
         return (f"NegativeSampler({self.n_users} users x {self.n_items} items, "
@@ -63,19 +68,20 @@ class NegativeSampler:
         rng = np.random.default_rng(rng)
         self._check_available(users, n if distinct else 1)
         out = self._draw((len(users), n), rng)
-        reject = self.is_positive(users[:, None], out)
-        if distinct:
-            reject |= _later_duplicates(out)
+        reject = self._rejected(users, out, distinct)
+        hard = self._hard(users, n, distinct)
+        reject[hard] = True
         for _ in range(_REJECTION_ROUNDS):
             rows, cols = np.nonzero(reject)
+            easy = ~hard[rows]
+            rows, cols = rows[easy], cols[easy]
             if not len(rows):
-                return out
+                break
             out[rows, cols] = self._draw(len(rows), rng)
-            reject[rows, cols] = self.is_positive(users[rows], out[rows, cols])
-            if distinct:
-                touched = np.unique(rows)
-                reject[touched] |= _later_duplicates(out[touched])
-        self._finish_exactly(users, out, reject, rng, distinct)
+            touched = np.unique(rows)
+            reject[touched] = self._rejected(users[touched], out[touched], distinct)
+        if reject.any():
+            self._finish_exactly(users, out, reject, rng, distinct)
         return out
 
     def sample_triples(self, rng: np.random.Generator | int, shuffle: bool = True
@@ -87,13 +93,11 @@ class NegativeSampler:
         users, items = self.users[order], self.items[order]
         return users, items, self.sample(users, 1, rng)[:, 0]
 
-    def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def is_positive(self, users: Any, items: Any) -> np.ndarray:
         """Elementwise (broadcasting) whether each (user, item) pair is a positive."""
-        keys = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
-        if not len(self._keys):
-            return np.zeros(keys.shape, dtype=bool)
-        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return self._keys[pos] == keys
+        users, items = np.broadcast_arrays(np.asarray(users, dtype=np.int64),
+                                           np.asarray(items, dtype=np.int64))
+        return self._rejected(users.ravel(), items.reshape(-1, 1), False).reshape(users.shape)
 
     # ------------------------------------------------------------------ internals
     def _draw(self, size: Any, rng: np.random.Generator) -> np.ndarray:
@@ -101,6 +105,18 @@ class NegativeSampler:
             return rng.integers(0, self.n_items, size=size, dtype=np.int64)
         found = np.searchsorted(self._cdf, rng.random(size), side="right")
         return np.minimum(found, self.n_items - 1).astype(np.int64)
+
+    def _rejected(self, users: np.ndarray, block: np.ndarray, distinct: bool) -> np.ndarray:
+        kernel = _rejected_parallel if block.size >= _PARALLEL_ELEMENTS else _rejected_serial
+        return kernel(self._indptr, self.items, users, block, distinct)
+
+    def _hard(self, users: np.ndarray, n: int, distinct: bool) -> np.ndarray:
+        """Rows better filled exactly than by rejection: users whose positives hold most of the
+        sampling weight, or (distinct) who have fewer than twice ``n`` eligible items."""
+        hard = self.free_share[users] < _MIN_ACCEPTANCE
+        if distinct:
+            hard |= self.available[users] < 2 * n
+        return hard
 
     def _count_available(self) -> np.ndarray:
         """Per user, the number of items that can be drawn as negatives."""
@@ -183,8 +199,8 @@ def _as_csr(positives: Any) -> sp.csr_matrix:
                         f"got {type(positives).__name__}")
     csr = sp.csr_matrix(positives, dtype=np.float32, copy=True)
     csr.sum_duplicates()
-    csr.data = np.ones_like(csr.data)
     csr.eliminate_zeros()
+    csr.data = np.ones_like(csr.data)
     csr.sort_indices()
     if csr.shape[1] < 1:
         raise ValueError("positives must have at least one item column")
@@ -214,15 +230,26 @@ def _item_weights(method: str, popularity: np.ndarray | None, alpha: float,
     return weights
 
 
-def _later_duplicates(block: np.ndarray) -> np.ndarray:
-    """Mask of entries equal to an earlier entry in the same row."""
-    order = np.argsort(block, axis=1, kind="stable")
-    ranked = np.take_along_axis(block, order, axis=1)
-    dup_sorted = np.zeros(block.shape, dtype=bool)
-    dup_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-    dup = np.zeros(block.shape, dtype=bool)
-    np.put_along_axis(dup, order, dup_sorted, axis=1)
-    return dup
+def _rejected_rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, block: np.ndarray,
+              distinct: bool) -> np.ndarray:
+    """Mask of ``block[r, c]`` that are positives of ``users[r]`` (binary search in the CSR
+    row) or, with ``distinct``, repeat an earlier entry of the same row."""
+    out = np.zeros(block.shape, dtype=np.bool_)
+    for r in numba.prange(block.shape[0]):
+        row = indices[indptr[users[r]]:indptr[users[r] + 1]]
+        for c in range(block.shape[1]):
+            pos = np.searchsorted(row, block[r, c])
+            out[r, c] = pos < len(row) and row[pos] == block[r, c]
+        if distinct:
+            order = np.argsort(block[r], kind="mergesort")
+            for k in range(1, len(order)):
+                if block[r, order[k]] == block[r, order[k - 1]]:
+                    out[r, order[k]] = True
+    return out
+
+
+_rejected_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_rejected_rows)
+_rejected_serial = numba.njit(cache=True, nogil=True)(_rejected_rows)
 
 
 def _rank_in_row(rows: np.ndarray) -> np.ndarray:
