@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = RandomFactors(args.factors, args.seed).fit(train)
     evaluator = Evaluator(train, test, METRICS, protocol="full", batch_size=args.batch_size)
     warm = Evaluator(train, test.subset(test.users < 64), METRICS).evaluate(model)  # JIT warm-up
+    cpu_start = time.process_time()
     result = evaluator.evaluate(model)
+    cpu_seconds = time.process_time() - cpu_start
     n = len(result.users)
     return {
         "users_evaluated": n,
@@ -83,6 +85,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": evaluator.batch_size,
         "eval_seconds": round(result.eval_seconds, 3),
         "users_per_second": round(n / result.eval_seconds, 1),
+        "eval_cpu_seconds": round(cpu_seconds, 3),  # all threads; wall time on a busy machine
+        "load_average_1min": round(os.getloadavg()[0], 2),  # is the machine shared right now?
         "warmup_seconds": round(warm.eval_seconds, 3),
         "data_seconds": round(data_seconds, 3),
         "metrics": result.metrics,
