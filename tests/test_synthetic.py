@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from recforge.data import Interactions
+from recforge.data import Interactions, synthetic
 from recforge.data.synthetic import (
     AGE_BUCKETS,
     GENRES,
@@ -100,6 +100,37 @@ def test_learnable_popularity_beats_random_and_factors_beat_popularity(
     rates = _hit_rates(default_data)
     assert rates["popularity"] > 5 * rates["random"]
     assert rates["svd"] > 1.3 * rates["popularity"]
+
+
+STATIC = {"n_users": 2000, "n_items": 500, "n_interactions": 40_000, "activity_exponent": 0.0,
+          "taste_drift": 0.0, "popularity_drift": 0.0, "novelty_boost": 0.0,
+          "new_item_fraction": 0.0, "seed": 1}
+
+
+def _sampler_error(head_items: int, monkeypatch: pytest.MonkeyPatch) -> tuple[float, float]:
+    """Relative L1 gap between generated item counts and the exact target (20 items per user
+    drawn without replacement with weight popularity * exp(affinity * u.v), by Gumbel-top-k
+    over the whole catalogue), and the ratio of the mean true affinity of the chosen items."""
+    monkeypatch.setattr(synthetic, "_HEAD_ITEMS", head_items)
+    data = generate(**STATIC)
+    world = synthetic._World(SyntheticConfig(**STATIC))
+    affinity = world.user_factors @ world.item_factors.T
+    logits = world.log_popularity + world.config.affinity * affinity
+    keys = logits + np.random.default_rng(0).gumbel(size=(4, *logits.shape))
+    chosen = np.argpartition(-keys, 19, axis=2)[..., :20]
+    target = np.bincount(chosen.ravel(), minlength=STATIC["n_items"]) / 4
+    gap = np.abs(data.item_counts - target).sum() / target.sum()
+    ratio = affinity[data.users, data.items].mean() / np.take_along_axis(
+        affinity[None], chosen, axis=2).mean()
+    return gap, ratio
+
+
+def test_sampler_follows_the_latent_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    gap, ratio = _sampler_error(STATIC["n_items"], monkeypatch)
+    assert gap < 0.15 and 0.95 < ratio < 1.05
+    # a catalogue beyond the popularity head: the tail is drawn by popularity, then reweighted
+    gap, ratio = _sampler_error(100, monkeypatch)
+    assert gap < 0.35 and 0.7 < ratio < 1.05
 
 
 def test_genres_track_co_consumption(default_data: Interactions) -> None:

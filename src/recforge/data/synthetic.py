@@ -6,21 +6,28 @@ The generative story, all of it seeded:
   has unit variance). Each user's taste drifts linearly over the time window along a private
   direction ``d``: ``u(t) = u + phase(t) * d`` with ``phase`` going from 0 to 1.
 * Item popularity is Zipf-like: the item of popularity rank ``r`` has base weight
-  ``r ** -popularity_exponent``. A share of the items is released during the window and gets
-  a novelty boost that decays after release; every item's popularity also trends up or down.
+  ``r ** -popularity_exponent`` (the affinity term flattens the realised counts, so the default
+  exponent is steep). A share of the items is released during the window and gets a novelty
+  boost that decays after release; every item's log-popularity also trends linearly.
 * User activity is heavy-tailed: every user gets ``min_user_interactions`` plus a share of the
   rest proportional to ``r ** -activity_exponent`` (rank ``r``), capped at
   ``max_user_fraction`` of the catalogue available at the start of the window.
-* Each user is active in a time window. Their items are drawn by sampling-importance-
-  resampling: a candidate pool of about ``oversample`` times their count is drawn by base
-  popularity, each candidate gets a time in the user's window (it is discarded when the item is
-  not yet released then), and the user keeps the distinct candidates with the largest
-  ``affinity * u(t).v + trend + novelty + Gumbel noise`` (Gumbel-top-k, so the kept set follows
-  popularity x exp(affinity) without duplicates). Everything is vectorised over a shard of
-  users; the pool is doubled and redrawn only for the rare users whose pool came up short.
-* Explicit ratings: ``3.3 + user bias + item bias + 0.6 u(t).v + noise``, rounded and
-  clipped to 1..5. Implicit feedback has no ratings; with ``counts=True`` each interaction
-  gets a repeat count ``1 + Poisson(exp(u(t).v))`` as its weight.
+* Each user is active in a time window and picks their distinct items from the target
+  ``popularity * exp(affinity * u(t).v + trend(t)) * (1 + novelty_boost * exp(-age / tau))``
+  (``tau = novelty_days``, ``age`` = time since release) over released items, by sampling-importance-resampling: a pool of about ``oversample``
+  times their count is drawn from their time-averaged target (for the `_HEAD_ITEMS` most
+  popular items exactly, with ``u`` at the middle of their window and each item weighted by
+  the share of the window it is out; the rest of the catalogue by popularity alone, in
+  proportion to its popularity mass), each candidate gets a uniform time in the part of the
+  window when the item is out, and the user keeps the distinct candidates with the largest
+  ``log target - log proposal + Gumbel noise`` (Gumbel-top-k: close to sampling without
+  replacement; less exact for tail items beyond the head). The pools of a block of users are
+  drawn at once (BLAS dot products and a compiled inverse-CDF pass); users whose pool holds
+  too few distinct items are redrawn with a twice larger pool and a flatter proposal.
+  Cost: O(users x min(items, `_HEAD_ITEMS`) + interactions x oversample).
+* Explicit ratings: ``1.9 + user bias + item bias + u(t).v + noise``, rounded and clipped to
+  1..5. Implicit feedback has no ratings; with ``counts=True`` each interaction gets a repeat
+  count ``1 + Poisson(exp(u(t).v))`` as its weight.
 * Side tables: items get multi-hot genres (logistic in the item vector), a title made of words
   from the primary genre's vocabulary plus the release year, and the release year; users get
   age, age bucket, gender and occupation, each depending on the user vector.
@@ -121,7 +128,7 @@ class SyntheticConfig:
     n_factors: int = 16
     feedback: Literal["explicit", "implicit"] = "explicit"
     seed: int = 0
-    #: Zipf exponent of item popularity over popularity ranks
+    #: Zipf exponent of base item popularity over popularity ranks
     popularity_exponent: float = 1.8
     #: Zipf exponent of user activity over activity ranks
     activity_exponent: float = 0.6
@@ -301,11 +308,13 @@ class _World:
         self.in_head = np.zeros(n, dtype=bool)
         self.in_head[self.head] = True
         self.tail = np.flatnonzero(~self.in_head)
+        self.head_factors = np.ascontiguousarray(self.item_factors[self.head])
         new = np.zeros(n, dtype=bool)
         new[rng.choice(n, n - c.n_old_items, replace=False)] = True
         age = rng.exponential(_OLD_ITEM_AGE_YEARS * YEAR, n)
         inside = rng.random(n) * self.duration
         self.release = (self.start + np.where(new, inside, -age)).astype(np.int64)
+        self.head_release = self.release[self.head]
         self.trend = rng.normal(0, c.popularity_drift, n).astype(np.float32)
         self.item_bias = (rng.normal(0, _ITEM_BIAS_STD, n)
                           + _ITEM_BIAS_POPULARITY * _zscore(self.log_popularity)).astype(np.float32)
@@ -390,7 +399,7 @@ class _World:
 
     def _propose(self, users: np.ndarray, offsets: np.ndarray, owner: np.ndarray,
                  temper: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Pool items and their log proposal probabilities per unit of available time.
+        """Pool items and the log probability that the proposal draws each.
 
         Items of the popularity `head` are drawn with weight ``(popularity * exp(affinity *
         u_mid.v)) ** temper`` times the time they are out in the user's window; with
@@ -409,9 +418,11 @@ class _World:
             item[from_tail] = self.tail[np.minimum(pick, len(self.tail) - 1)]
         head_affinity = _affinity(owner, item, self.phase_mid[owner], self.user_factors,
                                   self.user_drift, self.item_factors)
-        log_head = (temper * (self.log_popularity[item] + c.affinity * head_affinity)
-                    - np.log((self.window_end - self.window_start)[owner])
-                    - np.repeat(log_norm, np.diff(offsets)) + np.log1p(-tail_share))
+        share = _share_out(self.window_start[owner], self.window_end[owner], self.release[item])
+        with np.errstate(divide="ignore"):
+            log_head = (temper * (self.log_popularity[item] + c.affinity * head_affinity)
+                        + np.log(share) - np.repeat(log_norm, np.diff(offsets))
+                        + np.log1p(-tail_share))
         log_tail = -np.inf
         if tail_total > 0:
             log_tail = temper * self.log_popularity[item] + np.log(tail_share / tail_total)
@@ -428,7 +439,7 @@ class _World:
         block = max(1, _BLOCK_ELEMENTS // len(self.head))
         for lo in range(0, len(users), block):
             part = slice(lo, min(lo + block, len(users)))
-            logw = taste[part] @ self.item_factors[self.head].T
+            logw = taste[part] @ self.head_factors.T
             logw *= temper * self.config.affinity
             logw += log_popularity
             logw += self._log_share_out(users[part])
@@ -439,15 +450,13 @@ class _World:
         return drawn, log_norm
 
     def _log_share_out(self, users: np.ndarray) -> np.ndarray:
-        """``log`` of the share of each user's window each head item is released in (-inf:
-        never); a ``(len(users), len(head))`` float32 array."""
-        t0, t1 = self.window_start[users], self.window_end[users]
-        release = self.release[self.head]
-        out = np.zeros((len(users), len(release)), dtype=np.float32)
-        late = np.flatnonzero(release > t0.min())
-        share = (t1[:, None] - release[late]) / (t1 - t0)[:, None]
+        """``log`` of the share of each user's window each head item is out in (-inf: never);
+        a ``(len(users), len(head))`` float32 array."""
+        t0, t1 = self.window_start[users, None], self.window_end[users, None]
+        out = np.zeros((len(users), len(self.head)), dtype=np.float32)
+        late = np.flatnonzero(self.head_release > t0.min())
         with np.errstate(divide="ignore"):
-            out[:, late] = np.log(np.clip(share, 0, 1))
+            out[:, late] = np.log(_share_out(t0, t1, self.head_release[late]))
         return out
 
     def _feedback(self, owners: np.ndarray, items: np.ndarray, affinity: np.ndarray,
@@ -546,6 +555,11 @@ def _titles(rng: np.random.Generator, genre: np.ndarray, year: np.ndarray) -> np
     title = (pd.Series(GENRE_WORDS[genre, first]) + " " + pd.Series(GENRE_WORDS[genre, second])
              + " (" + pd.Series(year).astype(str) + ")")
     return title.to_numpy(dtype=object)
+
+
+def _share_out(start: np.ndarray, end: np.ndarray, release: np.ndarray) -> np.ndarray:
+    """Share of the window ``[start, end]`` after ``release`` (0 if released after ``end``)."""
+    return np.clip((end - np.maximum(start, release)) / (end - start), 0.0, 1.0)
 
 
 def _allocate(weights: np.ndarray, total: int, lo: int, hi: int,
