@@ -1,11 +1,12 @@
 """Negative sampling: items a user has not interacted with, drawn in bulk.
 
-`NegativeSampler` is built once from a user x item matrix of positives (every stored nonzero
-is a positive) and then draws, for any batch of users, items outside each user's positives:
+`NegativeSampler` is built once from a user x item matrix of positives (every stored nonzero is
+a positive) and then draws, for any batch of users, items outside each user's positives:
 ``uniform`` over the catalogue or by ``popularity ** alpha`` (items of zero weight are never
-drawn). Candidates are drawn for the whole batch at once and checked against the positives
-by a compiled binary search in each user's sorted CSR row; only rejected slots are redrawn. After a few rounds, rows that still have rejects (users who have interacted with
-almost every item) are finished exactly from their dense complement, so the cost stays bounded.
+drawn). Candidates are drawn for the whole batch at once and checked against the positives by a
+compiled binary search in each user's sorted CSR row; only rejected slots are redrawn. After a
+few rounds, rows that still have rejects (users who have interacted with almost every item) are
+finished exactly from their dense complement, so the cost stays bounded.
 
 By default each slot is an independent draw (a row can repeat an item). With
 ``distinct=True`` the items within a row are all different (the NCF protocol's 99 distinct

@@ -14,17 +14,18 @@ The generative story, all of it seeded:
   ``max_user_fraction`` of the catalogue available at the start of the window.
 * Each user is active in a time window and picks their distinct items from the target
   ``popularity * exp(affinity * u(t).v + trend(t)) * (1 + novelty_boost * exp(-age / tau))``
-  (``tau = novelty_days``, ``age`` = time since release) over released items, by sampling-importance-resampling: a pool of about ``oversample``
-  times their count is drawn from their time-averaged target (for the `_HEAD_ITEMS` most
-  popular items exactly, with ``u`` at the middle of their window and each item weighted by
-  the share of the window it is out; the rest of the catalogue by popularity alone, in
-  proportion to its popularity mass), each candidate gets a uniform time in the part of the
-  window when the item is out, and the user keeps the distinct candidates with the largest
-  ``log target - log proposal + Gumbel noise`` (Gumbel-top-k: close to sampling without
-  replacement; less exact for tail items beyond the head). The pools of a block of users are
-  drawn at once (BLAS dot products and a compiled inverse-CDF pass); users whose pool holds
-  too few distinct items are redrawn with a twice larger pool and a flatter proposal.
-  Cost: O(users x min(items, `_HEAD_ITEMS`) + interactions x oversample).
+  (``tau = novelty_days``, ``age`` = time since release) over released items, by
+  sampling-importance-resampling: a pool of about ``oversample`` times their count is drawn from
+  their time-averaged target (for the `_HEAD_ITEMS` most popular items exactly, with ``u`` at
+  the middle of their window and each item weighted by the share of the window it is out; the
+  rest of the catalogue by popularity alone, in proportion to its popularity mass), each
+  candidate gets a uniform time in the part of the window when the item is out, and the user
+  keeps the distinct candidates with the largest ``log target - log proposal + Gumbel noise``
+  (Gumbel-top-k: close to sampling without replacement; less exact for tail items beyond the
+  head). The pools of a block of users are drawn at once (BLAS dot products and a compiled
+  inverse-CDF pass); users whose pool holds too few distinct items are redrawn with a twice
+  larger pool and a flatter proposal. Cost: O(users x min(items, `_HEAD_ITEMS`) + interactions x
+  oversample).
 * Explicit ratings: ``1.9 + user bias + item bias + u(t).v + noise``, rounded and clipped to
   1..5. Implicit feedback has no ratings; with ``counts=True`` each interaction gets a repeat
   count ``1 + Poisson(exp(u(t).v))`` as its weight.
@@ -64,7 +65,8 @@ GENRES = ("Drama", "Comedy", "Action", "Thriller", "Romance", "Adventure", "Crim
           "Fantasy", "Western", "Film-Noir")
 #: title words per genre (same order as `GENRES`, ten words each)
 GENRE_WORDS = np.array([
-    ["Silent", "Letters", "Winter", "Mother", "Promise", "River", "Broken", "Home", "Years", "Grace"],
+    ["Silent", "Letters", "Winter", "Mother", "Promise", "River", "Broken", "Home", "Years",
+     "Grace"],
     ["Crazy", "Wedding", "Party", "Lucky", "Neighbors", "Holiday", "Trouble", "Roommate",
      "Goofy", "Weekend"],
     ["Fury", "Iron", "Strike", "Bullet", "Force", "Rogue", "Blast", "Impact", "Steel", "Hunter"],
