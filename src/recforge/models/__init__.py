@@ -1,7 +1,7 @@
 """Recommendation models behind one API (see `recforge.models.base.Recommender`)."""
 
 # imported for their registrations: EASE, kNN and the rating-prediction family
-from recforge.models import als_explicit, ease, knn, mf, svd, svdpp  # noqa: F401
+from recforge.models import als_explicit, autorec, blend, ease, knn, mf, svd, svdpp  # noqa: F401
 from recforge.models.base import NotFittedError, Recommender
 from recforge.models.baselines import (
     BaselineOnly,
