@@ -32,7 +32,7 @@ _PARALLEL_ELEMENTS = 1 << 16  # smaller blocks are checked on one thread
 
 
 class NegativeSampler:
-    """Draws negatives for users of a fixed positives matrix (precomputed keys and CDF)."""
+    """Draws negatives for users of a fixed positives matrix (sorted CSR rows, weights, CDF)."""
 
     def __init__(self, positives: Any, method: Method = "uniform",
                  popularity: np.ndarray | None = None, alpha: float = 1.0):
@@ -42,13 +42,13 @@ class NegativeSampler:
         self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
         self.items = csr.indices.astype(np.int64)
         self._indptr = csr.indptr.astype(np.int64)
+        #: per-item sampling weights (all ones for uniform sampling)
         self.weights = _item_weights(method, popularity, alpha, self.items, self.n_items)
-        self._cdf = None if self.weights is None else np.cumsum(self.weights) / self.weights.sum()
-        self.available = self._count_available()
-        base = np.ones(self.n_items) if self.weights is None else self.weights
-        taken = np.bincount(self.users, weights=base[self.items], minlength=self.n_users)
+        self._cdf = None if method == "uniform" else np.cumsum(self.weights) / self.weights.sum()
+        #: per user, the number of items with nonzero weight that are not positives
+        self.available = self._per_user_free(self.weights > 0).astype(np.int64)
         #: per user, the share of the sampling weight outside their positives
-        self.free_share = 1 - taken / base.sum()
+        self.free_share = self._per_user_free(self.weights) / self.weights.sum()
 
     def __repr__(self) -> str:
         return (f"NegativeSampler({self.n_users} users x {self.n_items} items, "
@@ -119,11 +119,10 @@ class NegativeSampler:
             hard |= self.available[users] < 2 * n
         return hard
 
-    def _count_available(self) -> np.ndarray:
-        """Per user, the number of items that can be drawn as negatives."""
-        eligible = np.ones(self.n_items, dtype=bool) if self.weights is None else self.weights > 0
-        blocked = np.bincount(self.users, weights=eligible[self.items], minlength=self.n_users)
-        return int(eligible.sum()) - blocked.astype(np.int64)
+    def _per_user_free(self, values: np.ndarray) -> np.ndarray:
+        """Per user, the sum of the item ``values`` over items that are not their positives."""
+        taken = np.bincount(self.users, weights=values[self.items], minlength=self.n_users)
+        return values.sum() - taken
 
     def _check_users(self, users: Any) -> np.ndarray:
         users = np.asarray(users)
@@ -169,8 +168,7 @@ class NegativeSampler:
                             distinct: bool) -> np.ndarray:
         """Dense ``(len(users), n_items)`` sampling weights with each user's positives (and,
         for distinct rows, the items already kept in the row) set to zero."""
-        base = np.ones(self.n_items) if self.weights is None else self.weights
-        weights = np.tile(base, (len(users), 1))
+        weights = np.tile(self.weights, (len(users), 1))
         starts, ends = self._indptr[users], self._indptr[users + 1]
         lengths = ends - starts
         rows = np.repeat(np.arange(len(users)), lengths)
@@ -209,10 +207,10 @@ def _as_csr(positives: Any) -> sp.csr_matrix:
 
 
 def _item_weights(method: str, popularity: np.ndarray | None, alpha: float,
-                  items: np.ndarray, n_items: int) -> np.ndarray | None:
-    """None for uniform sampling, else ``popularity ** alpha`` (validated)."""
+                  items: np.ndarray, n_items: int) -> np.ndarray:
+    """Ones for uniform sampling, else ``popularity ** alpha`` (validated)."""
     if method == "uniform":
-        return None
+        return np.ones(n_items)
     if method != "popularity":
         raise ValueError(f"unknown sampling method {method!r}; valid: uniform, popularity")
     if not (np.isfinite(alpha) and alpha >= 0):

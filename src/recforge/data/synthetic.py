@@ -306,16 +306,17 @@ class _World:
         n, f = c.n_items, c.n_factors
         self.item_factors = _latent(rng, n, f)
         self.log_popularity = -c.popularity_exponent * np.log1p(rng.permutation(n))
-        self.head = np.argsort(-self.log_popularity)[:_HEAD_ITEMS]
-        self.in_head = np.zeros(n, dtype=bool)
-        self.in_head[self.head] = True
-        self.tail = np.flatnonzero(~self.in_head)
-        self.head_factors = np.ascontiguousarray(self.item_factors[self.head])
         new = np.zeros(n, dtype=bool)
         new[rng.choice(n, n - c.n_old_items, replace=False)] = True
         age = rng.exponential(_OLD_ITEM_AGE_YEARS * YEAR, n)
         inside = rng.random(n) * self.duration
         self.release = (self.start + np.where(new, inside, -age)).astype(np.int64)
+        head = np.argsort(-self.log_popularity)[:_HEAD_ITEMS]
+        self.head = head[np.argsort(self.release[head], kind="stable")]  # by release time
+        self.in_head = np.zeros(n, dtype=bool)
+        self.in_head[self.head] = True
+        self.tail = np.flatnonzero(~self.in_head)
+        self.head_factors_t = np.ascontiguousarray(self.item_factors[self.head].T)
         self.head_release = self.release[self.head]
         self.trend = rng.normal(0, c.popularity_drift, n).astype(np.float32)
         self.item_bias = (rng.normal(0, _ITEM_BIAS_STD, n)
@@ -441,25 +442,13 @@ class _World:
         block = max(1, _BLOCK_ELEMENTS // len(self.head))
         for lo in range(0, len(users), block):
             part = slice(lo, min(lo + block, len(users)))
-            logw = taste[part] @ self.head_factors.T
-            logw *= temper * self.config.affinity
-            logw += log_popularity
-            logw += self._log_share_out(users[part])
-            top = logw.max(axis=1, keepdims=True)
-            logw -= top
+            logw, top = _head_logits(temper * self.config.affinity * taste[part],
+                                     self.head_factors_t, log_popularity, self.head_release,
+                                     self.window_start[users[part]], self.window_end[users[part]])
+            logw -= top[:, None]
             totals = _draw_rows(np.exp(logw, out=logw), offsets[lo:part.stop + 1], uniform, drawn)
-            log_norm[part] = np.log(totals) + top[:, 0]
+            log_norm[part] = np.log(totals) + top
         return drawn, log_norm
-
-    def _log_share_out(self, users: np.ndarray) -> np.ndarray:
-        """``log`` of the share of each user's window each head item is out in (-inf: never);
-        a ``(len(users), len(head))`` float32 array."""
-        t0, t1 = self.window_start[users, None], self.window_end[users, None]
-        out = np.zeros((len(users), len(self.head)), dtype=np.float32)
-        late = np.flatnonzero(self.head_release > t0.min())
-        with np.errstate(divide="ignore"):
-            out[:, late] = np.log(_share_out(t0, t1, self.head_release[late]))
-        return out
 
     def _feedback(self, owners: np.ndarray, items: np.ndarray, affinity: np.ndarray,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -607,6 +596,31 @@ def _affinity(owner: np.ndarray, item: np.ndarray, phase: np.ndarray, user_facto
             total += (user_factors[u, k] + t * user_drift[u, k]) * item_factors[i, k]
         out[p] = total
     return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _head_logits(taste: np.ndarray, factors_t: np.ndarray, log_popularity: np.ndarray,
+                 release: np.ndarray, window_start: np.ndarray, window_end: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``log_popularity + taste[b].v + log(share of user b's window the item is out)`` for
+    each user ``b`` and head item (columns sorted by ``release``; -inf when never out), and
+    each row's maximum."""
+    n_factors, n_items = factors_t.shape
+    out = np.empty((taste.shape[0], n_items), dtype=np.float32)
+    top = np.empty(taste.shape[0], dtype=np.float32)
+    for b in numba.prange(taste.shape[0]):
+        row = out[b]
+        row[:] = log_popularity
+        for k in range(n_factors):
+            weight = taste[b, k]
+            for i in range(n_items):
+                row[i] += weight * factors_t[k, i]
+        t0, t1 = window_start[b], window_end[b]
+        for i in range(np.searchsorted(release, t0, side="right"), n_items):
+            share = (t1 - release[i]) / (t1 - t0)
+            row[i] += np.log(share) if share > 0 else -np.inf
+        top[b] = row.max()
+    return out, top
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
