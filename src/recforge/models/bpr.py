@@ -31,8 +31,10 @@ from recforge.models.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 
-#: a round processes at least this many triples per item row copied (amortises the copies)
+#: a round gives every shard at least this many triples per item row it copies
 _TRIPLES_PER_ITEM_COPY = 2.0
+#: and has at least this many triples in all (each round is one parallel launch plus a merge)
+_MIN_ROUND_TRIPLES = 100_000
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -136,8 +138,9 @@ def _group_by_shard(users: np.ndarray, order: np.ndarray,
 
 
 def _rounds(n_triples: int, n_items: int, n_shards: int) -> int:
-    """Rounds per epoch: as many as keep the triples per copied item row above the minimum."""
-    per_round = _TRIPLES_PER_ITEM_COPY * n_items * n_shards
+    """Rounds per epoch: as many as keep both the triples per copied item row and the
+    triples per round above their minimums (fewer rounds: less overhead, more staleness)."""
+    per_round = max(_TRIPLES_PER_ITEM_COPY * n_items * n_shards, _MIN_ROUND_TRIPLES)
     return max(1, int(n_triples // per_round))
 
 
