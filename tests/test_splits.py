@@ -106,14 +106,11 @@ def test_temporal_train_precedes_test(data: Interactions, fraction: float) -> No
         with pytest.raises(ValueError, match="empty"):
             temporal_split(data, test_fraction=fraction)
         return
-    try:
-        split = temporal_split(data, test_fraction=fraction)
-    except ValueError as err:  # the quantile landed on the earliest timestamp
-        assert "train part empty" in str(err)
-        return
+    split = temporal_split(data, test_fraction=fraction)
     assert split.train.timestamps.max() < split.test.timestamps.min()
     target = np.clip(np.floor(fraction * len(data) + 0.5), 1, len(data) - 1)
-    assert len(split.test) >= target
+    earliest_only = (split.train.timestamps == data.timestamps.min()).all()
+    assert len(split.test) >= target or earliest_only  # cutoff moved off the earliest time
 
 
 @settings(max_examples=60, deadline=None)

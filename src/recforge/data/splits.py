@@ -103,7 +103,8 @@ def temporal_split(data: Interactions, test_fraction: float | None = None,
 
     Give ``cutoff`` (epoch seconds or anything `pandas.Timestamp` reads) or ``test_fraction``,
     which sets the cutoff to the timestamp of the ``round(test_fraction * n)``-th latest
-    interaction (ties at the cutoff all go to test, so the share can be a little larger).
+    interaction (ties at the cutoff all go to test, so the share can be a little larger; if
+    that is the earliest timestamp, the next later one is used so train is not empty).
     Every train timestamp is earlier than every test timestamp.
     """
     timestamps = _require_timestamps(data, "temporal_split")
@@ -115,6 +116,9 @@ def temporal_split(data: Interactions, test_fraction: float | None = None,
         n_test = int(np.clip(_round(test_fraction * len(data)), 1, len(data) - 1))
         at = len(data) - n_test
         cutoff_value = int(np.partition(timestamps, at)[at])
+        if cutoff_value == timestamps.min():  # ties would leave train empty: next timestamp
+            later = timestamps[timestamps > cutoff_value]
+            cutoff_value = int(later.min()) if len(later) else cutoff_value
     else:
         cutoff_value = _epoch(cutoff)
     test = timestamps >= cutoff_value
