@@ -68,19 +68,20 @@ class NegativeSampler:
         n = int(n)
         rng = np.random.default_rng(rng)
         self._check_available(users, n if distinct else 1)
+        distinct = distinct and n > 1
         out = self._draw((len(users), n), rng)
         reject = self._rejected(users, out, distinct)
         hard = self._hard(users, n, distinct)
+        rows, cols = np.nonzero(reject & ~hard[:, None])
         reject[hard] = True
         for _ in range(_REJECTION_ROUNDS):
-            rows, cols = np.nonzero(reject)
-            easy = ~hard[rows]
-            rows, cols = rows[easy], cols[easy]
             if not len(rows):
                 break
             out[rows, cols] = self._draw(len(rows), rng)
             touched = rows[np.r_[True, rows[1:] != rows[:-1]]]  # rows come sorted
             reject[touched] = self._rejected(users[touched], out[touched], distinct)
+            sub_rows, cols = np.nonzero(reject[touched])
+            rows = touched[sub_rows]
         if reject.any():
             self._finish_exactly(users, out, reject, rng, distinct)
         return out
@@ -90,9 +91,11 @@ class NegativeSampler:
         """``(users, positive items, negative items)``: every positive once (in random order
         with ``shuffle``) with one uniformly or popularity-drawn negative, e.g. a BPR epoch."""
         rng = np.random.default_rng(rng)
-        order = rng.permutation(len(self.items)) if shuffle else np.arange(len(self.items))
-        users, items = self.users[order], self.items[order]
-        return users, items, self.sample(users, 1, rng)[:, 0]
+        negatives = self.sample(self.users, 1, rng)[:, 0]  # in row order: cache friendly
+        if not shuffle:
+            return self.users.copy(), self.items.copy(), negatives
+        order = rng.permutation(len(self.items))
+        return self.users[order], self.items[order], negatives[order]
 
     def is_positive(self, users: Any, items: Any) -> np.ndarray:
         """Elementwise (broadcasting) whether each (user, item) pair is a positive."""
