@@ -121,10 +121,12 @@ def test_sample_triples_covers_every_positive_once() -> None:
     sampler = NegativeSampler(positives, method="popularity")
     users, items, negatives = sampler.sample_triples(np.random.default_rng(0))
     assert len(users) == positives.nnz
-    assert sorted(zip(users.tolist(), items.tolist())) == sorted(zip(*positives.nonzero()))
+    pairs = sorted(zip(users.tolist(), items.tolist(), strict=True))
+    assert pairs == sorted(zip(*positives.nonzero(), strict=True))
     assert not sampler.is_positive(users, negatives).any()
     again = sampler.sample_triples(np.random.default_rng(0))
-    assert all(np.array_equal(x, y) for x, y in zip((users, items, negatives), again))
+    assert all(np.array_equal(x, y)
+               for x, y in zip((users, items, negatives), again, strict=True))
     ordered, _, _ = sampler.sample_triples(0, shuffle=False)
     assert np.all(np.diff(ordered) >= 0)
 

@@ -37,7 +37,8 @@ def interactions(draw: st.DrawFn, min_size: int = 2) -> Interactions:
 
 
 def rows(data: Interactions) -> set[tuple[int, int, int]]:
-    return set(zip(data.users.tolist(), data.items.tolist(), data.timestamps.tolist()))
+    return set(zip(data.users.tolist(), data.items.tolist(), data.timestamps.tolist(),
+                   strict=True))
 
 
 def assert_partition(split: Split, data: Interactions) -> None:
@@ -67,7 +68,7 @@ def test_every_split_partitions_the_data(data: Interactions, seed: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(interactions(), st.integers(0, 3))
 def test_same_seed_same_split(data: Interactions, seed: int) -> None:
-    for a, b in zip(splits_of(data, seed), splits_of(data, seed)):
+    for a, b in zip(splits_of(data, seed), splits_of(data, seed), strict=True):
         assert np.array_equal(a.test.users, b.test.users)
         assert np.array_equal(a.test.items, b.test.items)
 
@@ -87,7 +88,7 @@ def reference_last(data: Interactions, n: int) -> set[tuple[int, int, int]]:
     frame = frame.sort_values(["u", "t", "i"])
     frame = frame[frame.groupby("u")["i"].transform("size") > n]
     last = frame.groupby("u").tail(n)
-    return set(zip(last["u"].tolist(), last["i"].tolist(), last["t"].tolist()))
+    return set(zip(last["u"].tolist(), last["i"].tolist(), last["t"].tolist(), strict=True))
 
 
 @settings(max_examples=60, deadline=None)

@@ -212,7 +212,7 @@ def _split(data: Interactions, test: np.ndarray, method: str, params: dict[str, 
 def _rank_within_user(data: Interactions, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each interaction's position in its user's list sorted by ``keys`` (first key first,
     ties by position), and each user's interaction count."""
-    order = np.lexsort(tuple(reversed(keys)) + (data.users,))
+    order = np.lexsort((*reversed(keys), data.users))
     counts = data.user_counts
     starts = np.cumsum(counts) - counts
     rank = np.empty(len(data), dtype=np.int64)
