@@ -114,7 +114,7 @@ _ITEM_BIAS_STD = 0.35
 _ITEM_BIAS_POPULARITY = 0.25  # popular items are rated a little higher
 _GENRE_COUPLING = 1.2  # strength of the item-vector effect on genre membership
 _OLD_ITEM_AGE_YEARS = 10.0  # mean age (exponential) of items released before the window
-_MAX_ATTEMPTS = 12
+_MAX_ATTEMPTS = 12  # pool redraws (each twice larger and flatter) for users left short
 _BLOCK_ELEMENTS = 1 << 20  # users x items scored at once when drawing candidate pools
 _CHUNK = 64  # items per partial sum in the inverse-CDF search
 _HEAD_ITEMS = 4096  # most popular items, drawn with the affinity-aware proposal
@@ -141,6 +141,7 @@ class SyntheticConfig:
     affinity: float = 3.0
     #: candidate pool size per user, as a multiple of their interaction count
     oversample: float = 2.0
+    #: genres in the item side table (the first ``n_genres`` of `GENRES`)
     n_genres: int = len(GENRES)
     #: start of the time window (anything `pandas.Timestamp` accepts, or epoch seconds)
     start: str | int = "2018-01-01"
@@ -151,7 +152,7 @@ class SyntheticConfig:
     taste_drift: float = 0.5
     #: standard deviation of each item's log-popularity change over the window
     popularity_drift: float = 0.5
-    #: log-popularity boost of a just-released item, decaying with time constant below
+    #: a just-released item is ``1 + novelty_boost`` times as popular, decaying in novelty_days
     novelty_boost: float = 1.5
     novelty_days: float = 60.0
     #: standard deviation of the noise added to the latent rating before rounding
@@ -160,6 +161,14 @@ class SyntheticConfig:
     counts: bool = False
 
     def __post_init__(self) -> None:
+        self._check_values()
+        self._check_counts()
+        try:
+            self.start_epoch  # noqa: B018 -- parse once so a bad value fails here
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"cannot read start={self.start!r} as a time") from exc
+
+    def _check_values(self) -> None:
         for name in ("n_users", "n_items", "n_interactions", "n_factors", "n_genres",
                      "min_user_interactions"):
             if int(getattr(self, name)) < 1:
@@ -182,11 +191,6 @@ class SyntheticConfig:
             raise ValueError("oversample must be at least 1")
         if not (self.duration_days > 0 and self.novelty_days > 0):
             raise ValueError("duration_days and novelty_days must be positive")
-        self._check_counts()
-        try:
-            self.start_epoch  # noqa: B018 -- parse once so a bad value fails here
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"cannot read start={self.start!r} as a time") from exc
 
     @property
     def n_old_items(self) -> int:
