@@ -627,7 +627,7 @@ def _head_logits(taste: np.ndarray, factors_t: np.ndarray, log_popularity: np.nd
     return out, top
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _draw_rows(weights: np.ndarray, offsets: np.ndarray, uniform: np.ndarray,
                items: np.ndarray) -> np.ndarray:
     """For row ``b`` of ``weights`` (a user), fill ``items[offsets[b]:offsets[b+1]]`` by
