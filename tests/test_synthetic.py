@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,6 +65,17 @@ def test_same_seed_same_data_and_other_seed_differs() -> None:
     pd.testing.assert_frame_equal(a, b)
     c = generate(**{**SMALL, "seed": 4}).to_pandas()
     assert not a[["user", "item"]].equals(c[["user", "item"]])
+
+
+def test_same_data_in_another_process_with_one_thread() -> None:
+    """Compiled kernels must not depend on thread count or compilation state."""
+    script = ("import sys; from recforge.data.synthetic import generate; "
+              f"generate(**{SMALL!r}).to_pandas().to_csv(sys.stdout, index=False)")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    here = generate(**SMALL).to_pandas()
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out)), here, check_dtype=False)
 
 
 def test_popularity_and_activity_are_skewed(default_data: Interactions) -> None:
