@@ -18,8 +18,12 @@ from recforge.data.splits import random_split
 from recforge.models.base import Recommender
 from recforge.models.registry import create_model, register
 
-#: members of the default blend (chosen on validation splits carved from training data)
-DEFAULT_MEMBERS = ("biased-mf", "svdpp", "autorec", "svd", "baseline-only")
+#: members of the default blend, chosen on validation splits carved from training data only:
+#: on ML-100K ``u1.base``/``u2.base`` (outer per-user 10% carve for validation, the blend's own
+#: holdout carved from the rest) this set scored 0.8857 mean validation RMSE, all nine rating
+#: models 0.8856, SVD++ + AutoRec 0.8881, AutoRec alone 0.9031
+DEFAULT_MEMBERS = ("baseline-only", "biased-mf", "biased-mf-als", "svdpp", "autorec",
+                   "item-knn", "user-knn")
 _PREFIX = "member{}__"
 
 

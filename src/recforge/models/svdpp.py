@@ -27,12 +27,15 @@ class SVDpp(FactorRatingModel):
     ``reg`` regularises ``p_u``/``q_i``, ``reg_implicit`` the ``y_j`` and ``reg_bias`` the
     biases. Learned state adds ``implicit_factors_`` (the ``y_j``) and ``implicit_sum_`` (each
     user's normalised sum of them, refreshed every epoch). Defaults were chosen on validation
-    splits carved from training data (see `recforge.models.mf.BiasedMF`).
+    splits carved from training data only (per-user random 10% of ML-100K ``u1.base`` and
+    ``u2.base``: a grid, then a 40-point random search over factors, lr, decay, the three
+    regularisers and ``init_std``; confirmed on the carves of ``u3..u5.base``, mean validation
+    RMSE 0.903). A small ``init_std`` mattered most.
     """
 
-    def __init__(self, factors: int = 50, epochs: int = 30, lr: float = 0.007,
-                 lr_decay: float = 0.95, reg: float = 0.05, reg_implicit: float = 0.05,
-                 reg_bias: float = 0.01, init_std: float = 0.1, seed: int = 0,
+    def __init__(self, factors: int = 100, epochs: int = 20, lr: float = 0.01,
+                 lr_decay: float = 0.98, reg: float = 0.05, reg_implicit: float = 0.1,
+                 reg_bias: float = 0.05, init_std: float = 0.01, seed: int = 0,
                  patience: int = 5, verbose: bool = False):
         self.factors = factors
         self.epochs = epochs
