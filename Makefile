@@ -4,12 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHARED_DATA := $(abspath ../shared/data)
 export RECFORGE_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+# A CPU build of PyTorch lying on disk (as on our build machines) is installed first, so the
+# pinned range in pyproject.toml is already satisfied and pip fetches no CUDA build.
+TORCH_CPU_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 
 .PHONY: quickstart test install lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_CPU_WHEEL),$(PY) -m pip install -q "$(TORCH_CPU_WHEEL)",)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
