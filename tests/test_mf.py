@@ -78,17 +78,17 @@ def test_sgd_cell_matches_a_plain_python_pass() -> None:
     ratings = rng.integers(1, 6, 40).astype(np.float32)
     bu, bi = rng.normal(0, 0.1, 6), rng.normal(0, 0.1, 5)
     p, q = rng.normal(0, 0.1, (6, 4)), rng.normal(0, 0.1, (5, 4))
-    lr, lr_b, reg, reg_b, mu = 0.05, 0.03, 0.1, 0.02, 3.0
+    lr, reg, reg_b, mu = 0.05, 0.1, 0.02, 3.0
     got = [a.copy() for a in (bu, bi, p, q)]
     u2, i2, r2 = users.copy(), items.copy(), ratings.copy()
-    sse = sgd_cell_mf(u2, i2, r2, 0, 40, np.uint64(9), mu, *got, lr, lr_b, reg, reg_b)
+    sse = sgd_cell_mf(u2, i2, r2, 0, 40, np.uint64(9), mu, *got, lr, reg, reg_b)
     assert sorted(zip(u2, i2, r2)) == sorted(zip(users, items, ratings))  # a permutation
     expected_sse = 0.0
     for u, i, r in zip(u2, i2, r2):  # reference: Funk's update, one rating at a time
         err = r - (mu + bu[u] + bi[i] + p[u] @ q[i])
         expected_sse += err**2
-        bu[u] += lr_b * (err - reg_b * bu[u])
-        bi[i] += lr_b * (err - reg_b * bi[i])
+        bu[u] += lr * (err - reg_b * bu[u])
+        bi[i] += lr * (err - reg_b * bi[i])
         p[u], q[i] = p[u] + lr * (err * q[i] - reg * p[u]), q[i] + lr * (err * p[u] - reg * q[i])
     for a, b in zip(got, (bu, bi, p, q)):
         assert np.allclose(a, b, atol=1e-9)

@@ -1,7 +1,8 @@
 """Numba kernels shared by the rating-prediction family (biased MF, SVD++, explicit ALS).
 
-* `sgd_epoch_mf` -- one stochastic-gradient pass over ``mu + b_u + b_i + p_u . q_i``
-  (Funk 2006; Koren, Bell & Volinsky 2009). Interactions are arranged in ``strata x strata``
+* `sgd_cell_mf` -- one serial stochastic-gradient pass over ``mu + b_u + b_i + p_u . q_i``
+  (Funk 2006; Koren, Bell & Volinsky 2009) on a shuffled range of ratings.
+* `sgd_epoch_mf` -- the same pass, stratified and parallel. Interactions are arranged in ``strata x strata``
   cells (user block, item block); a pass runs ``strata`` sub-epochs, and in each one the cells
   ``(b, (b + s) mod strata)`` -- which share no user and no item -- run in parallel
   (stratified SGD, Gemulla et al. 2011, "Large-scale matrix factorization with distributed
@@ -11,6 +12,7 @@
 * `als_solve_rows` -- the ridge solves of one alternating-least-squares half step, one row at a
   time in parallel (each row is independent, so the result is deterministic), with the
   Cholesky solver of `recforge.models.ials`.
+* `predict_pairs` -- ``mu + b_u + b_i + p_u . q_i`` for many pairs, in parallel.
 
 Randomness inside kernels comes from a splitmix64 stream seeded per call (and per cell), so
 no kernel depends on numba's global random state.
@@ -54,16 +56,15 @@ def _shuffle_segment(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
 
 @numba.njit(inline="always")
 def _mf_step(u: int, i: int, r: float, mu: float, bu: np.ndarray, bi: np.ndarray,
-             P: np.ndarray, Q: np.ndarray, lr: float, lr_bias: float, reg: float,
-             reg_bias: float) -> float:
+             P: np.ndarray, Q: np.ndarray, lr: float, reg: float, reg_bias: float) -> float:
     """One SGD update on the rating ``r`` of (u, i); returns the squared error before it."""
     k = P.shape[1]
     pred = mu + bu[u] + bi[i]
     for f in range(k):
         pred += P[u, f] * Q[i, f]
     err = r - pred
-    bu[u] += lr_bias * (err - reg_bias * bu[u])
-    bi[i] += lr_bias * (err - reg_bias * bi[i])
+    bu[u] += lr * (err - reg_bias * bu[u])
+    bi[i] += lr * (err - reg_bias * bi[i])
     for f in range(k):
         pf = P[u, f]
         qf = Q[i, f]
@@ -75,14 +76,13 @@ def _mf_step(u: int, i: int, r: float, mu: float, bu: np.ndarray, bi: np.ndarray
 @numba.njit(cache=True, fastmath=True)
 def sgd_cell_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, lo: int, hi: int,
                 seed: np.uint64, mu: float, bu: np.ndarray, bi: np.ndarray, P: np.ndarray,
-                Q: np.ndarray, lr: float, lr_bias: float, reg: float, reg_bias: float) -> float:
+                Q: np.ndarray, lr: float, reg: float, reg_bias: float) -> float:
     """Shuffle the triples in ``[lo, hi)`` in place (seeded), then run one SGD update of biased
     MF on each, in that order; returns the sum of squared errors seen. Serial."""
     _shuffle_segment(users, items, ratings, lo, hi, seed)
     sse = 0.0
     for n in range(lo, hi):
-        sse += _mf_step(users[n], items[n], ratings[n], mu, bu, bi, P, Q,
-                        lr, lr_bias, reg, reg_bias)
+        sse += _mf_step(users[n], items[n], ratings[n], mu, bu, bi, P, Q, lr, reg, reg_bias)
     return sse
 
 
@@ -90,7 +90,7 @@ def sgd_cell_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, lo: i
 def sgd_epoch_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
                  cell_ptr: np.ndarray, strata: int, sub_order: np.ndarray, seed: np.uint64,
                  mu: float, bu: np.ndarray, bi: np.ndarray, P: np.ndarray, Q: np.ndarray,
-                 lr: float, lr_bias: float, reg: float, reg_bias: float) -> float:
+                 lr: float, reg: float, reg_bias: float) -> float:
     """One stratified SGD pass of biased MF; returns the sum of squared errors seen.
 
     ``users/items/ratings`` are sorted by cell ``user_block * strata + item_block`` with
@@ -104,7 +104,7 @@ def sgd_epoch_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
             cell = b * strata + (b + s) % strata
             sse[b] = sgd_cell_mf(users, items, ratings, cell_ptr[cell], cell_ptr[cell + 1],
                                  seed + np.uint64(cell) * _MIX2, mu, bu, bi, P, Q,
-                                 lr, lr_bias, reg, reg_bias)
+                                 lr, reg, reg_bias)
         total += sse.sum()
     return total
 
@@ -113,7 +113,7 @@ def sgd_epoch_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
 def sgd_epoch_svdpp(indptr: np.ndarray, users: np.ndarray, items: np.ndarray,
                     ratings: np.ndarray, user_order: np.ndarray, seed: np.uint64, mu: float, bu: np.ndarray,
                     bi: np.ndarray, P: np.ndarray, Q: np.ndarray, Y: np.ndarray, lr: float,
-                    lr_bias: float, reg: float, reg_bias: float, reg_implicit: float) -> float:
+                    reg: float, reg_bias: float, reg_implicit: float) -> float:
     """One SGD pass of SVD++, ``r_ui ~ mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_j y_j)``.
 
     ``indptr/items/ratings`` are the user x item CSR arrays (``users`` the row of each entry);
@@ -146,8 +146,8 @@ def sgd_epoch_svdpp(indptr: np.ndarray, users: np.ndarray, items: np.ndarray,
                 pred += Q[i, f] * z[f]
             err = ratings[n] - pred
             total += err * err
-            bu[u] += lr_bias * (err - reg_bias * bu[u])
-            bi[i] += lr_bias * (err - reg_bias * bi[i])
+            bu[u] += lr * (err - reg_bias * bu[u])
+            bi[i] += lr * (err - reg_bias * bi[i])
             for f in range(k):
                 qf = Q[i, f]
                 Q[i, f] += lr * (err * z[f] - reg * qf)

@@ -153,7 +153,7 @@ class BiasedMF(FactorRatingModel):
         rate = self.lr * self.lr_decay**epoch
         data = (t.users, t.items, t.ratings)
         params = (self.global_mean_, self.user_bias_, self.item_bias_, self.user_factors_,
-                  self.item_factors_, rate, rate, self.reg, self.reg_bias)
+                  self.item_factors_, rate, self.reg, self.reg_bias)
         seed = kernel_seed(t.rng)
         if self.strata == 1:
             sse = sgd_cell_mf(*data, 0, len(t.ratings), seed, *params)

@@ -77,6 +77,6 @@ class SVDpp(FactorRatingModel):
                               t.rng.permutation(self.n_users_), kernel_seed(t.rng),
                               self.global_mean_, self.user_bias_, self.item_bias_,
                               self.user_factors_, self.item_factors_, self.implicit_factors_,
-                              rate, rate, self.reg, self.reg_bias, self.reg_implicit)
+                              rate, self.reg, self.reg_bias, self.reg_implicit)
         self.implicit_sum_ = np.asarray(t.implicit @ self.implicit_factors_)
         return sse / len(t.ratings)
