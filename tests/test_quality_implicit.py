@@ -1,9 +1,10 @@
 """Quality bands for the implicit-feedback factor models on ML-100K (slow; CI runs them).
 
 Protocol: leave-last-out split, the held-out item ranked against 99 sampled negatives
-(seed 0), default hyperparameters. Measured on 2026-11-23 (2-core AMD EPYC): iALS
-HR@10 = 0.618, BPR HR@10 = 0.602; the implicit library's defaults gave 0.506 (ALS) and
-0.541 (BPR) on the same split and negatives. Each band's lower edge is the project's bar
+(seed 0), default hyperparameters. Measured on 2026-11-23 (2-core AMD EPYC,
+benchmarks/bench_implicit.py): iALS HR@10 = 0.618, BPR HR@10 = 0.600 (0.590 with an
+earlier version of the shared sampler's random stream); the implicit library's defaults gave
+0.506 (ALS) and 0.542 (BPR) on the same split and negatives. Each band's lower edge is the project's bar
 (iALS 0.58, BPR 0.55); the upper edge catches leakage (e.g. test items seen in training).
 """
 
