@@ -13,6 +13,7 @@ from recforge.models.baselines import (
 )
 from recforge.models.bpr import BPR
 from recforge.models.ials import ImplicitALS
+from recforge.models.ncf import GMF, MLP, DotMF, NeuMF  # noqa: F401  (imports torch)
 from recforge.models.registry import create_model, get_model_class, model_names, register
 
 __all__ = [

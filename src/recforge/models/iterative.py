@@ -1,20 +1,39 @@
 """The epoch loop shared by iteratively trained models.
 
 Subclasses implement `_init_training` (allocate parameters) and `_run_epoch` (one pass,
-returning the training loss). The loop records ``history_`` (one dict per epoch), shows a
-progress bar when ``verbose``, and, given validation data, stops early when the validation
-score has not improved for ``patience`` epochs and restores the best epoch's parameters.
+returning the training loss, or a dict with ``loss`` and other per-epoch figures). The loop
+records ``history_`` (one dict per epoch), shows a progress bar when ``verbose``, and, given
+validation data, stops early when the validation score has not improved for ``patience``
+epochs and restores the best epoch's parameters. Two optional hooks let a subclass resume an
+interrupted loop: `_loop_start` returns the `LoopState` to continue from (a fresh one by
+default) and `_after_epoch` sees the state after every epoch (e.g. to checkpoint it).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
+
+
+@dataclass
+class LoopState:
+    """Progress of the epoch loop: the history and the early-stopping bookkeeping."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -np.inf
+    best_epoch: int = 0
+    best_state: dict[str, np.ndarray] | None = None
+    waited: int = 0
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
 
 
 class IterativeRecommender(Recommender):
@@ -28,8 +47,15 @@ class IterativeRecommender(Recommender):
     def _init_training(self, train: Interactions) -> None:
         raise NotImplementedError
 
-    def _run_epoch(self, epoch: int) -> float:
+    def _run_epoch(self, epoch: int) -> float | dict[str, float]:
         raise NotImplementedError
+
+    def _loop_start(self) -> LoopState:
+        """Where the epoch loop starts (called after `_init_training`): a fresh state."""
+        return LoopState()
+
+    def _after_epoch(self, loop: LoopState) -> None:
+        """Called after each epoch's record is added to ``loop.history``."""
 
     def validation_score(self, train: Interactions, valid: Interactions) -> tuple[str, float]:
         """(name, value) of the early-stopping criterion, higher is better: -RMSE for rating
@@ -47,28 +73,33 @@ class IterativeRecommender(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self._init_training(train)
-        history: list[dict[str, Any]] = []
-        best_score, best_state, best_epoch, waited = -np.inf, None, 0, 0
-        with _progress(self.verbose, type(self).__name__, self.epochs) as advance:
-            for epoch in range(self.epochs):
+        loop = self._loop_start()
+        stopped = valid is not None and loop.waited >= self.patience
+        remaining = self.epochs - loop.epochs_done
+        with _progress(self.verbose, type(self).__name__, remaining) as advance:
+            for epoch in range(loop.epochs_done, self.epochs if not stopped else 0):
                 start = time.perf_counter()
-                record: dict[str, Any] = {"epoch": epoch + 1, "loss": float(self._run_epoch(epoch))}
+                result = self._run_epoch(epoch)
+                record: dict[str, Any] = {"epoch": epoch + 1}
+                record |= result if isinstance(result, dict) else {"loss": float(result)}
                 if valid is not None:
                     name, score = self.validation_score(train, valid)
                     record[name] = score
-                    if score > best_score:
-                        best_score, best_state, best_epoch, waited = score, self._snapshot(), epoch + 1, 0
+                    if score > loop.best_score:
+                        loop.best_score, loop.best_state = score, self._snapshot()
+                        loop.best_epoch, loop.waited = epoch + 1, 0
                     else:
-                        waited += 1
+                        loop.waited += 1
                 record["seconds"] = round(time.perf_counter() - start, 4)
-                history.append(record)
+                loop.history.append(record)
                 advance(record)
-                if valid is not None and waited >= self.patience:
+                self._after_epoch(loop)
+                if valid is not None and loop.waited >= self.patience:
                     break
-        if best_state is not None:
-            self._restore(best_state)
-        self.history_ = history
-        self.best_epoch_ = best_epoch if valid is not None else len(history)
+        if loop.best_state is not None:
+            self._restore(loop.best_state)
+        self.history_ = loop.history
+        self.best_epoch_ = loop.best_epoch if valid is not None else len(loop.history)
 
 
 class _NullProgress:

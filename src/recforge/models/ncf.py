@@ -1,0 +1,285 @@
+"""Neural Collaborative Filtering and the dot-product baseline, on the shared neural trainer.
+
+He, Liao, Zhang, Nie, Hu & Chua, "Neural Collaborative Filtering", WWW 2017:
+
+* GMF: ``y_ui = sigma(h . (p_u * q_i) + b)``, a learned weighting of the element-wise product
+  of user and item embeddings;
+* MLP: the concatenation ``[p_u, q_i]`` through a ReLU tower (``layers``: the input width,
+  then each hidden layer's width; the last is the number of predictive factors), then
+  ``sigma(h . z + b)``;
+* NeuMF: both branches with their own embeddings, ``sigma(h . [phi_GMF, phi_MLP] + b)``. With
+  ``pretrain=True`` the fit first trains a GMF and an MLP, then starts NeuMF from their
+  weights with the output layer ``h = [alpha * h_GMF, (1 - alpha) * h_MLP]`` (and the bias
+  blended alike), as in section 3.4.1 of the paper.
+
+Rendle, Krichene, Zhang & Anderson, "Neural Collaborative Filtering vs. Matrix Factorization
+Revisited", RecSys 2020, found a plain dot product beats the learned similarity when tuned:
+
+* DotMF: ``y_ui = sigma(p_u . q_i + b_u + b_i)``, same loss, sampler and trainer.
+
+All four share one module (`NCFModule`) and train through `recforge.nn.TorchRecommender`:
+pointwise log loss with ``negatives`` uniformly sampled items per positive (the paper's
+setting, 4 by default) or the pairwise BPR loss (``loss="bpr"``). Scoring every item uses the
+algebra of the layers instead of pairs: the GMF part is one matrix product, and the MLP's
+first layer splits into a user and an item part computed once per user and per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from recforge.data.interactions import Interactions
+from recforge.models.registry import register
+from recforge.nn.trainer import ScoringModule, TorchRecommender
+
+Head = Literal["gmf", "mlp", "neumf", "dot"]
+#: (users x items x first hidden width) floats computed at once when scoring the MLP branch
+_MLP_SCORE_FLOATS = 1 << 22
+
+
+class NCFModule(ScoringModule):
+    """Embeddings and scoring of GMF, MLP, NeuMF (``head``) and the dot product (``"dot"``).
+
+    ``factors`` sizes the GMF/dot embeddings; ``layers`` the MLP tower (``layers[0]`` is the
+    concatenated input, so each MLP embedding has ``layers[0] // 2`` entries). Embeddings start
+    from ``N(0, init_std^2)`` (the paper's 0.01), linear layers from PyTorch's default.
+    """
+
+    def __init__(self, n_users: int, n_items: int, head: Head, factors: int = 8,
+                 layers: Sequence[int] = (64, 32, 16, 8), init_std: float = 0.01):
+        super().__init__()
+        self.head = head
+        self.gmf = head in ("gmf", "neumf", "dot")
+        self.mlp = head in ("mlp", "neumf")
+        if self.gmf:
+            self.user_gmf = _embedding(n_users, factors, init_std)
+            self.item_gmf = _embedding(n_items, factors, init_std)
+        if self.mlp:
+            _check_layers(layers)
+            self.user_mlp = _embedding(n_users, layers[0] // 2, init_std)
+            self.item_mlp = _embedding(n_items, layers[0] // 2, init_std)
+            self.tower = nn.Sequential(*(module for width_in, width_out in pairwise(layers)
+                                         for module in (nn.Linear(width_in, width_out), nn.ReLU())))
+        if head == "dot":
+            self.user_bias = _embedding(n_users, 1, 0.0)
+            self.item_bias = _embedding(n_items, 1, 0.0)
+        else:
+            width = (factors if self.gmf else 0) + (layers[-1] if self.mlp else 0)
+            self.output = nn.Linear(width, 1)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of the pairs ``(users[n], items[n])``."""
+        if self.head == "dot":
+            dot = (self.user_gmf(users) * self.item_gmf(items)).sum(-1)
+            return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+        parts = []
+        if self.gmf:
+            parts.append(self.user_gmf(users) * self.item_gmf(items))
+        if self.mlp:
+            parts.append(self.tower(torch.cat([self.user_mlp(users), self.item_mlp(items)], -1)))
+        return self.output(torch.cat(parts, -1))[:, 0]
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """``(len(users), n_items)`` logits of every item."""
+        if self.head == "dot":
+            scores = self.user_gmf(users) @ self.item_gmf.weight.T
+            return scores + self.user_bias(users) + self.item_bias.weight.T
+        weight = self.output.weight[0]
+        n_gmf = self.user_gmf.embedding_dim if self.gmf else 0
+        scores = self.output.bias.expand(len(users), self._n_items()).clone()
+        if self.gmf:
+            scores += (self.user_gmf(users) * weight[:n_gmf]) @ self.item_gmf.weight.T
+        if self.mlp:
+            scores += self._mlp_scores(users, weight[n_gmf:])
+        return scores
+
+    def _mlp_scores(self, users: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``h_MLP . z_ui`` for every item: the first layer ``W [p; q] + b`` is computed as
+        ``(W_u p + b)`` per user plus ``W_i q`` per item, then broadcast over the pairs."""
+        first = self.tower[0]
+        half = self.user_mlp.embedding_dim
+        per_user = self.user_mlp(users) @ first.weight[:, :half].T + first.bias
+        per_item = self.item_mlp.weight @ first.weight[:, half:].T
+        rest = self.tower[1:]
+        step = max(1, _MLP_SCORE_FLOATS // (per_item.numel()))
+        return torch.cat([rest(per_user[lo:lo + step, None, :] + per_item[None]) @ weight
+                          for lo in range(0, len(users), step)])
+
+    def _n_items(self) -> int:
+        table = self.item_gmf if self.gmf else self.item_mlp
+        return table.num_embeddings
+
+    def item_vectors(self) -> torch.Tensor:
+        gmf = [self.item_gmf.weight] if self.gmf else []
+        return torch.cat(gmf + ([self.item_mlp.weight] if self.mlp else []), 1)
+
+    @torch.no_grad()
+    def load_pretrained(self, gmf: NCFModule, mlp: NCFModule, alpha: float) -> None:
+        """NeuMF from a trained GMF and MLP: their embeddings and tower, and the output layer
+        ``[alpha * h_GMF, (1 - alpha) * h_MLP]`` with the biases blended alike."""
+        if not (self.gmf and self.mlp and gmf.head == "gmf" and mlp.head == "mlp"):
+            raise ValueError("load_pretrained needs a NeuMF module, a GMF and an MLP")
+        state = {k: v for part in (gmf, mlp) for k, v in part.state_dict().items()
+                 if not k.startswith("output.")}
+        state["output.weight"] = torch.cat([alpha * gmf.output.weight,
+                                            (1 - alpha) * mlp.output.weight], 1)
+        state["output.bias"] = alpha * gmf.output.bias + (1 - alpha) * mlp.output.bias
+        self.load_state_dict(state)
+
+
+def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
+    table = nn.Embedding(n, dim)
+    if std > 0:
+        nn.init.normal_(table.weight, std=std)
+    else:
+        nn.init.zeros_(table.weight)
+    return table
+
+
+def _check_layers(layers: Sequence[int]) -> None:
+    if len(layers) < 2 or any(int(w) != w or w < 1 for w in layers) or layers[0] % 2:
+        raise ValueError(f"layers must be at least two positive widths, the first even "
+                         f"(user and item halves), got {tuple(layers)}")
+
+
+class _NCF(TorchRecommender):
+    """Shared parts of the four models: the module's head and the item vectors."""
+
+    head: ClassVar[Head]
+    init_std: float
+
+    def _module_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _build_module(self) -> NCFModule:
+        return NCFModule(self.n_users_, self.n_items_, self.head, init_std=self.init_std,
+                         **self._module_args())
+
+
+@register("gmf")
+class GMF(_NCF):
+    """Generalized Matrix Factorization (He et al., WWW 2017): ``sigma(h . (p_u * q_i) + b)``.
+
+    Training parameters: see `recforge.nn.TrainingConfig`."""
+
+    head = "gmf"
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.01, "epochs": 15}
+
+    def __init__(self, factors: int = 8, init_std: float = 0.01, **training: Any):
+        self.factors = factors
+        self.init_std = init_std
+        super().__init__(**training)
+
+    def _module_args(self) -> dict[str, Any]:
+        return {"factors": self.factors}
+
+
+@register("mlp")
+class MLP(_NCF):
+    """The NCF multi-layer perceptron (He et al., WWW 2017) over ``[p_u, q_i]``.
+
+    ``layers``: the concatenated embedding width, then the hidden widths (ReLU).
+    Training parameters: see `recforge.nn.TrainingConfig`."""
+
+    head = "mlp"
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 15}
+
+    def __init__(self, layers: Sequence[int] = (64, 32, 16, 8), init_std: float = 0.01,
+                 **training: Any):
+        self.layers = tuple(layers)
+        self.init_std = init_std
+        super().__init__(**training)
+
+    def _module_args(self) -> dict[str, Any]:
+        return {"layers": self.layers}
+
+
+@register("dot-mf")
+class DotMF(_NCF):
+    """Dot-product matrix factorisation ``sigma(p_u . q_i + b_u + b_i)`` trained with the NCF
+    loss and sampler (the baseline of Rendle et al., RecSys 2020).
+
+    Training parameters: see `recforge.nn.TrainingConfig`."""
+
+    head = "dot"
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 15}
+
+    def __init__(self, factors: int = 32, init_std: float = 0.01, **training: Any):
+        self.factors = factors
+        self.init_std = init_std
+        super().__init__(**training)
+
+    def _module_args(self) -> dict[str, Any]:
+        return {"factors": self.factors}
+
+
+#: training parameters a NeuMF passes on to the GMF and MLP it pre-trains
+_SHARED_WITH_PRETRAINING = ("batch_size", "loss", "negatives", "sampling", "patience", "device",
+                            "precision", "threads", "compile", "seed", "verbose", "log_file",
+                            "checkpoint_every", "resume")
+
+
+@register("neumf")
+class NeuMF(_NCF):
+    """Neural Matrix Factorization (He et al., WWW 2017): GMF and MLP branches fused.
+
+    ``pretrain=True`` trains a `GMF` and an `MLP` first (their default training parameters,
+    except those in `_SHARED_WITH_PRETRAINING`, which follow this model's; ``gmf_params`` and
+    ``mlp_params`` override any of them) and starts from their weights blended by ``alpha``.
+    With a ``checkpoint_dir`` they checkpoint to its ``gmf``/``mlp`` subfolders.
+    Training parameters: see `recforge.nn.TrainingConfig`."""
+
+    head = "neumf"
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.0003, "epochs": 10}
+
+    def __init__(self, factors: int = 8, layers: Sequence[int] = (64, 32, 16, 8),
+                 init_std: float = 0.01, pretrain: bool = True, alpha: float = 0.5,
+                 gmf_params: dict[str, Any] | None = None,
+                 mlp_params: dict[str, Any] | None = None, **training: Any):
+        self.factors = factors
+        self.layers = tuple(layers)
+        self.init_std = init_std
+        self.pretrain = pretrain
+        self.alpha = alpha
+        self.gmf_params = gmf_params
+        self.mlp_params = mlp_params
+        super().__init__(**training)
+
+    def _module_args(self) -> dict[str, Any]:
+        return {"factors": self.factors, "layers": self.layers}
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        parts = self._pretrained_parts(train, valid) if self.pretrain else None
+        self.pretrain_history_ = {name: part.history_ for name, part in (parts or {}).items()}
+        self._parts = parts
+        try:
+            super()._fit(train, valid)
+        finally:
+            del self._parts
+
+    def _pretrained_parts(self, train: Interactions,
+                          valid: Interactions | None) -> dict[str, _NCF]:
+        gmf = self._part(GMF, "gmf", {"factors": self.factors}, self.gmf_params)
+        mlp = self._part(MLP, "mlp", {"layers": self.layers}, self.mlp_params)
+        return {"gmf": gmf.fit(train, valid), "mlp": mlp.fit(train, valid)}
+
+    def _part(self, cls: type[_NCF], name: str, own: dict[str, Any],
+              overrides: dict[str, Any] | None) -> _NCF:
+        shared = {key: getattr(self, key) for key in _SHARED_WITH_PRETRAINING}
+        if self.checkpoint_dir is not None:
+            shared["checkpoint_dir"] = str(Path(self.checkpoint_dir) / name)
+        return cls(**own, init_std=self.init_std, **{**shared, **(overrides or {})})
+
+    def _init_training(self, train: Interactions) -> None:
+        super()._init_training(train)
+        if self._parts is not None:
+            self.module_.load_pretrained(self._parts["gmf"].module_, self._parts["mlp"].module_,
+                                         self.alpha)
