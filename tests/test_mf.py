@@ -20,9 +20,9 @@ class TestBiasedMF(ModelContract):
         return BiasedMF(factors=8, epochs=5, seed=seed)
 
 
-class TestBiasedMFSerial(ModelContract):
+class TestBiasedMFStratified(ModelContract):
     def make_model(self, seed: int = 0) -> BiasedMF:
-        return BiasedMF(factors=8, epochs=5, strata=1, seed=seed)
+        return BiasedMF(factors=8, epochs=5, strata=4, seed=seed)
 
 
 class TestBiasedMFALS(ModelContract):
@@ -58,7 +58,7 @@ def low_rank() -> tuple[Interactions, Interactions]:
 
 
 @pytest.mark.parametrize("model", [
-    BiasedMF(factors=10, epochs=60, lr=0.02, lr_decay=1.0, seed=1),
+    BiasedMF(factors=10, epochs=60, lr=0.02, lr_decay=1.0, strata=4, seed=1),
     BiasedMF(factors=10, epochs=60, lr=0.02, lr_decay=1.0, strata=1),
     BiasedMFALS(factors=3, epochs=10, reg=1.0, reg_bias=1.0),
 ])
@@ -108,6 +108,17 @@ def test_stratified_sgd_is_independent_of_the_thread_count() -> None:
         numba.set_num_threads(before)
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+
+
+def test_default_strata_follow_the_data_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = contract_data()
+    serial = BiasedMF(factors=4, epochs=2, strata=1).fit(data)
+    assert np.array_equal(BiasedMF(factors=4, epochs=2).fit(data).user_factors_,
+                          serial.user_factors_)
+    monkeypatch.setattr("recforge.models.mf.PARALLEL_MIN_RATINGS", 10)
+    stratified = BiasedMF(factors=4, epochs=2, strata=8).fit(data)
+    assert np.array_equal(BiasedMF(factors=4, epochs=2).fit(data).user_factors_,
+                          stratified.user_factors_)
 
 
 def test_seed_changes_the_result() -> None:
