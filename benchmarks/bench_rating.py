@@ -54,7 +54,7 @@ PAIRS = {"biased-mf": "SVD", "svdpp": "SVDpp", "baseline-only": "BaselineOnly",
          "item-knn": "KNNBaseline"}
 #: on 10M ratings AutoRec's defaults (500 hidden units: 100M parameters, and L-BFGS keeps 10
 #: pairs of vectors that size) need ~20 GB, so the synthetic run times it smaller, per epoch
-SYNTHETIC_MODELS = ["baseline-only", "svd", "biased-mf", 'biased-mf={"strata": 8}',
+SYNTHETIC_MODELS = ["baseline-only", "svd", "biased-mf", 'biased-mf={"strata": 1}',
                     "biased-mf-als", "als", "svdpp", 'autorec={"hidden": 100, "epochs": 2}']
 
 
