@@ -147,7 +147,8 @@ def test_matches_surprise(data: Interactions, cls: type, measure: str) -> None:
 
 @pytest.mark.parametrize("cls", [ItemKNNImplicit, UserKNNImplicit])
 def test_implicit_scores_are_sparse_products(data: Interactions, cls: type) -> None:
-    model = cls(k=5, similarity="cosine", weighting="none").fit(data)
+    extra = {"alpha": 0.5, "neighbourhood": "history"} if cls is ItemKNNImplicit else {}
+    model = cls(k=5, similarity="cosine", weighting="none", **extra).fit(data)
     binary = data.binary_csr.toarray()
     entities = binary if cls is UserKNNImplicit else binary.T
     pruned = vector_similarity(entities, "cosine", k=5).toarray()
@@ -155,6 +156,30 @@ def test_implicit_scores_are_sparse_products(data: Interactions, cls: type) -> N
     assert model.similarity_.toarray() == pytest.approx(pruned)
     expected = pruned @ binary if cls is UserKNNImplicit else binary @ pruned
     assert model.score(np.arange(data.n_users)) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2])
+def test_candidate_neighbourhood_scores_with_the_transpose(data: Interactions,
+                                                           alpha: float) -> None:
+    """neighbourhood="candidate": score(u, j) = sum over history items among j's k nearest
+    neighbours of s(j, i), i.e. X @ S^T with S's rows pruned to k."""
+    model = ItemKNNImplicit(k=4, similarity="cosine", weighting="none", alpha=alpha,
+                            neighbourhood="candidate").fit(data)
+    binary = data.binary_csr.toarray()
+    pruned = vector_similarity(binary.T, "cosine", k=4, alpha=alpha).toarray()
+    assert model.similarity_.toarray() == pytest.approx(pruned)
+    assert model.score(np.arange(data.n_users)) == pytest.approx(binary @ pruned.T, abs=1e-5)
+    history = ItemKNNImplicit(k=4, similarity="cosine", weighting="none", alpha=alpha,
+                              neighbourhood="history").fit(data)
+    assert not np.allclose(history.score(np.arange(data.n_users)), binary @ pruned.T)
+    with pytest.raises(ValueError, match="neighbourhood"):
+        ItemKNNImplicit(neighbourhood="user").fit(data)  # type: ignore[arg-type]
+
+
+class TestItemKNNImplicitCandidate(ModelContract):
+    def make_model(self, seed: int = 0) -> ItemKNNImplicit:
+        return ItemKNNImplicit(k=10, similarity="cosine", weighting="none", alpha=0.3,
+                               neighbourhood="candidate")
 
 
 def test_item_similar_items_read_the_similarity_matrix(data: Interactions) -> None:

@@ -19,12 +19,14 @@ from recforge.models import create_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-#: model -> (low, high) band of sampled-99 HR@10 on leave-last-out (measured 2026-11-23:
-#: EASE 0.596, item-kNN 0.502, user-kNN 0.530; the issue's bars 0.61 / 0.54 are not met by
-#: the defaults chosen on validation data, see the module docstring of ease.py / knn.py)
+#: model -> (low, high) band of sampled-99 HR@10 on leave-last-out (measured 2026-11-23 with
+#: the defaults chosen on validation data: EASE (weight_exponent 0.3, reg 30) 0.6076,
+#: item-kNN (asymmetric cosine alpha 0.2, k 200, candidate neighbourhood) 0.5440, user-kNN
+#: 0.5302; the previous defaults, EASE reg 500 0.596 and item-kNN BM25/dot/k 20 0.502, fall
+#: outside. The issue's EASE bar 0.61 is still not met, see ease.py)
 TOP_N_BANDS = {
-    "ease": (0.575, 0.615),
-    "item-knn-implicit": (0.48, 0.525),
+    "ease": (0.600, 0.618),
+    "item-knn-implicit": (0.530, 0.556),
     "user-knn-implicit": (0.51, 0.55),
 }
 #: (model, prediction) -> (low, high) band of u1 RMSE

@@ -147,3 +147,31 @@ def test_invalid_arguments() -> None:
         sim.corated_similarity(matrix, "jaccard")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k must be"):
         sim.vector_similarity(matrix, k=0)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.8, 1.0])
+def test_asymmetric_cosine_matches_definition(ratings: np.ndarray, alpha: float) -> None:
+    """``x.y / (|x|^(2 alpha) |y|^(2 (1 - alpha)))``, ``x`` the row, ``y`` the neighbour."""
+    got = sim.vector_similarity(sp.csr_matrix(ratings), "cosine", alpha=alpha).toarray()
+    norms = np.linalg.norm(ratings, axis=1)
+    den = norms[:, None] ** (2 * alpha) * norms[None, :] ** (2 * (1 - alpha))
+    dots = ratings @ ratings.T
+    expected = np.divide(dots, den, out=np.zeros_like(dots), where=dots > 0)
+    np.fill_diagonal(expected, 0.0)
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    if alpha != 0.5:
+        assert not np.allclose(got, got.T)
+    binary = (ratings != 0).astype(np.float64)
+    conditional = sim.vector_similarity(sp.csr_matrix(binary), "cosine", alpha=0.0).toarray()
+    support = binary.sum(1)
+    both = binary @ binary.T
+    expected = np.divide(both, support[None, :], out=np.zeros_like(both), where=both > 0)
+    np.fill_diagonal(expected, 0.0)
+    assert conditional == pytest.approx(expected, abs=1e-6)  # alpha=0: P(x | y)
+
+
+def test_asymmetric_cosine_arguments(ratings: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="alpha must be in"):
+        sim.vector_similarity(sp.csr_matrix(ratings), "cosine", alpha=1.5)
+    with pytest.raises(ValueError, match="applies to similarity"):
+        sim.vector_similarity(sp.csr_matrix(ratings), "dot", alpha=0.2)

@@ -45,6 +45,7 @@ from recforge.models.similarity import (
 
 RatingSimilarity = Literal["cosine", "pearson", "adjusted-cosine", "msd", "pearson-baseline"]
 Prediction = Literal["mean-centred", "baseline-centred"]
+Neighbourhood = Literal["history", "candidate"]
 
 #: rating similarity -> (co-rated measure, what it is computed on)
 _RATING_MEASURES = {
@@ -238,13 +239,14 @@ class _ImplicitKNN(Recommender):
 
     def __init__(self, k: int = 20, similarity: VectorMeasure = "dot",
                  weighting: Weighting = "bm25", shrinkage: float = 0.0,
-                 bm25_k1: float = 1.2, bm25_b: float = 0.75):
+                 bm25_k1: float = 1.2, bm25_b: float = 0.75, alpha: float = 0.5):
         self.k = k
         self.similarity = similarity
         self.weighting = weighting
         self.shrinkage = shrinkage
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
+        self.alpha = alpha
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         if self.similarity == "jaccard" and self.weighting != "none":
@@ -252,7 +254,7 @@ class _ImplicitKNN(Recommender):
         entities = self.seen_ if self.user_based else self.seen_.T.tocsr()
         weighted = apply_weighting(entities, self.weighting, self.bm25_k1, self.bm25_b)
         self.similarity_ = vector_similarity(weighted, self.similarity, k=self.k,
-                                             shrinkage=self.shrinkage)
+                                             shrinkage=self.shrinkage, alpha=self.alpha)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         if self.user_based:
@@ -270,6 +272,42 @@ class UserKNNImplicit(_ImplicitKNN):
 @register("item-knn-implicit")
 class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
     """Item-based top-N kNN (Deshpande & Karypis 2004): ``score(u, j) = sum_{i in I(u)}
-    s(i, j)`` over each item's ``k`` nearest neighbours."""
+    s(i, j)`` over each item's ``k`` nearest neighbours.
+
+    ``neighbourhood`` says whose ``k`` nearest neighbours count: "history" (Deshpande &
+    Karypis) sums ``s(i, j)`` over the history items ``i`` that have the candidate ``j`` among
+    *their* ``k`` nearest neighbours (``X[u] @ S``); "candidate" (Sarwar et al. 2001, as in
+    rating kNN) sums ``s(j, i)`` over the history items ``i`` among the *candidate's* ``k``
+    nearest neighbours (``X[u] @ S^T``). Row ``j`` of `similarity_` is item ``j``'s ``k``
+    nearest neighbours either way; ``alpha`` orients the asymmetric cosine from that row
+    (``x``: the row's item, ``y``: its neighbour).
+
+    Defaults (asymmetric cosine ``alpha=0.2`` on the binary matrix, ``k=200``, candidate
+    neighbourhood) were chosen by sampled-99 HR@10 on leave-last-out validation splits carved
+    from the training data only (two per dataset, negatives seeds 0-2) of ML-100K and of the
+    implicit synthetic set (benchmarks/bench_knn_ease.py validate): the candidate neighbourhood
+    beat the history one by 0.03-0.07 at every setting tried; row-normalising the similarity,
+    a locality exponent and shrinkage did not help. The user-based model keeps the defaults of
+    `_ImplicitKNN` (BM25, dot, k=20).
+    """
 
     user_based = False
+
+    def __init__(self, k: int = 200, similarity: VectorMeasure = "cosine",
+                 weighting: Weighting = "none", shrinkage: float = 0.0,
+                 bm25_k1: float = 1.2, bm25_b: float = 0.75, alpha: float = 0.2,
+                 neighbourhood: Neighbourhood = "candidate"):
+        super().__init__(k=k, similarity=similarity, weighting=weighting, shrinkage=shrinkage,
+                         bm25_k1=bm25_k1, bm25_b=bm25_b, alpha=alpha)
+        self.neighbourhood = neighbourhood
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if self.neighbourhood not in ("history", "candidate"):
+            raise ValueError(f"unknown neighbourhood {self.neighbourhood!r}; "
+                             "valid: history, candidate")
+        super()._fit(train, valid)
+        self.scoring_ = (self.similarity_ if self.neighbourhood == "history"
+                         else self.similarity_.T.tocsr())
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return (self.seen_[users] @ self.scoring_).toarray()

@@ -10,7 +10,11 @@ kept neighbours, never the whole ``n x n`` matrix.
 Definitions, for rows ``x`` and ``y``; ``C`` is the set of columns both have (their
 "co-rated" columns) and ``n = |C|``:
 
-- cosine (vectors): ``x.y / (|x| |y|)`` over the full vectors (implicit feedback)
+- cosine (vectors): ``x.y / (|x| |y|)`` over the full vectors (implicit feedback); with
+  ``alpha`` other than 0.5 the asymmetric cosine ``x.y / (|x|^(2 alpha) |y|^(2 (1 - alpha)))``
+  of Aiolli 2013 ("Efficient top-N recommendation for very large scale binary rated
+  datasets"), ``x`` the row whose neighbours are listed, ``y`` the neighbour (on binary rows
+  ``alpha = 1`` gives ``|x & y| / |x| = P(y | x)``, ``alpha = 0`` gives ``P(x | y)``)
 - Jaccard: ``n / (|supp x| + |supp y| - n)`` (binary sets)
 - dot: ``x.y``
 - cosine (co-rated): ``sum_C xy / sqrt(sum_C x^2 * sum_C y^2)`` (Surprise's "cosine"; applied
@@ -198,14 +202,20 @@ def _check_k(k: int | None) -> None:
 # ---------------------------------------------------------------------- public API
 def vector_similarity(matrix: sp.csr_matrix, measure: VectorMeasure = "cosine",
                       k: int | None = None, shrinkage: float = 0.0,
-                      min_support: int = 1) -> sp.csr_matrix:
+                      min_support: int = 1, alpha: float = 0.5) -> sp.csr_matrix:
     """Row-row similarities of ``matrix`` (full-vector cosine, Jaccard or dot product).
 
     Returns an ``(n, n)`` CSR holding, per row, its best ``k`` positive neighbours (all
     positive ones when ``k`` is None). Jaccard ignores the values (it compares supports).
-    ``n`` for shrinkage and ``min_support`` is the number of common columns.
+    ``n`` for shrinkage and ``min_support`` is the number of common columns. ``alpha``
+    (cosine only, in ``[0, 1]``) makes the cosine asymmetric (module docstring); row ``r`` of
+    the result is then ``sim(x_r, y)`` over neighbours ``y``.
     """
     _check_k(k)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be in [0, 1]")
+    if alpha != 0.5 and measure != "cosine":
+        raise ValueError("alpha (asymmetric cosine) applies to similarity 'cosine' only")
     if measure not in ("cosine", "jaccard", "dot"):
         raise ValueError(f"unknown similarity {measure!r}; valid: cosine, jaccard, dot")
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
@@ -230,7 +240,7 @@ def vector_similarity(matrix: sp.csr_matrix, measure: VectorMeasure = "cosine",
             _dot_block(*count_args, lo, common)
         elif counts_needed:
             common = sim.copy()
-        _vector_formula(sim, common, measure, norms, support, lo)
+        _vector_formula(sim, common, measure, norms, support, lo, alpha)
         if common is not None:
             _shrink(sim, common, shrinkage, min_support)
         pieces.append(_prune_block(sim, lo, k))
@@ -238,14 +248,19 @@ def vector_similarity(matrix: sp.csr_matrix, measure: VectorMeasure = "cosine",
 
 
 def _vector_formula(dots: np.ndarray, common: np.ndarray | None, measure: VectorMeasure,
-                    norms: np.ndarray, support: np.ndarray, lo: int) -> None:
+                    norms: np.ndarray, support: np.ndarray, lo: int,
+                    alpha: float = 0.5) -> None:
     """In place: the dot products of rows ``lo..lo+len(dots)`` with every row -> ``measure``."""
     hi = lo + len(dots)
     if measure == "cosine":
         inverse = np.zeros_like(norms)
         np.divide(1.0, norms, out=inverse, where=norms > 0)
-        dots *= inverse[lo:hi, None]
-        dots *= inverse[None, :]
+        if alpha == 0.5:
+            dots *= inverse[lo:hi, None]
+            dots *= inverse[None, :]
+        else:  # |x|^(2 alpha) |y|^(2 (1 - alpha)); 0 ** 0 = 1 only matters for empty rows
+            dots *= (inverse[lo:hi, None] ** np.float32(2.0 * alpha))
+            dots *= (inverse[None, :] ** np.float32(2.0 * (1.0 - alpha)))
     elif measure == "jaccard":
         union = support[lo:hi, None] + support[None, :] - common
         np.divide(dots, union, out=dots, where=union > 0)
