@@ -46,7 +46,8 @@ class LinearBlend(Recommender):
     its hyperparameters (members with a ``seed`` get the blend's unless given one).
     ``valid_fraction`` of each user's training ratings form the blending set; ``alpha`` is
     the ridge penalty; with ``refit`` the members are refitted on the whole training data
-    after the weights are fitted (better members, twice the fitting time).
+    after the weights are fitted (better members, twice the fitting time). A ``valid`` split
+    given to `fit` is not used: the blending set always comes from ``train``.
     """
 
     requires_ratings = True
