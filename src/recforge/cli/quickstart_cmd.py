@@ -10,8 +10,8 @@ from recforge.cli.common import console, metrics_table, phase
 from recforge.experiment import build_model, default_dataset, prepare_split, run_evaluation
 from recforge.io import atomic_path
 
-RANKING_LINEUP = ("random", "most-popular", "item-mean", "baseline-only")
-RATING_LINEUP = ("global-mean", "user-mean", "item-mean", "baseline-only")
+RANKING_LINEUP = ("random", "most-popular", "item-knn-implicit", "bpr", "ials", "ease")
+RATING_LINEUP = ("global-mean", "baseline-only", "item-knn", "biased-mf", "svdpp")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
