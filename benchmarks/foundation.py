@@ -27,7 +27,7 @@ from recforge.models import BaselineOnly, MostPopular
 
 def dataset_counts() -> dict[str, Any]:
     data = load_dataset("ml-100k")
-    labels, genres = data.item_features.multihot["genres"]
+    labels, _ = data.item_features.multihot["genres"]
     return {
         "users": data.n_users, "items": data.n_items, "ratings": len(data),
         "genres": len(labels), "titled_items": int(sum(t is not None

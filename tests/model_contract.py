@@ -147,7 +147,7 @@ class ModelContract:
     def test_similar_items_when_available(self, fitted: Recommender) -> None:
         # models without item vectors may still override similar_items (e.g. item-kNN)
         try:
-            items, scores = fitted.similar_items([0, 1], k=3)
+            items, _ = fitted.similar_items([0, 1], k=3)
         except NotImplementedError:
             assert fitted.item_vectors() is None
             return

@@ -14,10 +14,9 @@ from recforge.io import atomic_dir, atomic_path
 def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     with atomic_path(target) as tmp:
@@ -42,10 +41,9 @@ def test_atomic_dir_replaces_whole_folder(tmp_path: Path) -> None:
     target = tmp_path / "model"
     with atomic_dir(target) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(ValueError):
-        with atomic_dir(target) as tmp:
-            (tmp / "b").write_text("2")
-            raise ValueError("crash")
+    with pytest.raises(ValueError), atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+        raise ValueError("crash")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     with atomic_dir(target) as tmp:
         (tmp / "b").write_text("2")

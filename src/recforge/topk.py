@@ -44,7 +44,7 @@ def _top_k_rows(scores: np.ndarray, k: int, out_idx: np.ndarray, out_val: np.nda
         hi = np.empty(k, dtype=np.int64)
         for j in range(k):
             s = scores[r, j]
-            hs[j] = s if s == s else -np.inf
+            hs[j] = -np.inf if np.isnan(s) else s
             hi[j] = j
         for p in range(k // 2 - 1, -1, -1):
             _sift_down(hs, hi, p, k)
