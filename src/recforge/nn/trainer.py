@@ -168,8 +168,9 @@ def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 
 
 def make_optimizer(config: TrainingConfig, params: Any) -> torch.optim.Optimizer:
-    """The configured optimiser (multi-tensor ``foreach`` updates: fewer kernel launches)."""
-    common = {"lr": config.learning_rate, "weight_decay": config.weight_decay, "foreach": True}
+    """The configured optimiser, with fused updates (one kernel for all parameters; on the
+    CPU PyTorch's ``foreach`` variant loops over the tensors, the fused one does not)."""
+    common = {"lr": config.learning_rate, "weight_decay": config.weight_decay, "fused": True}
     if config.optimizer == "adam":
         return torch.optim.Adam(params, **common)
     if config.optimizer == "adamw":
@@ -194,10 +195,22 @@ class Trainer:
     def run_epoch(self, epoch: int, examples: Batch, loss_fn: LossFn) -> dict[str, float]:
         """One pass over ``examples`` in a fresh random order; the mean loss and throughput."""
         n = example_count(examples)
-        steps = math.ceil(n / self.config.batch_size)
         self.module.train()
-        total = torch.zeros((), device=self.device)
         start = time.perf_counter()
+        # numba's OpenMP layer resets the shared OpenMP thread count (PyTorch's too) when it
+        # runs a parallel kernel (sampling, top-k in validation): set it again every epoch
+        with threads_limit(self.config.threads):
+            mean_loss = self._train_batches(epoch, examples, loss_fn).item() / n
+        seconds = time.perf_counter() - start
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training diverged in epoch {epoch + 1} (loss "
+                                     f"{mean_loss}); lower the learning rate or clip gradients")
+        return {"loss": mean_loss, "samples": n, "samples_per_second": round(n / seconds, 1)}
+
+    def _train_batches(self, epoch: int, examples: Batch, loss_fn: LossFn) -> torch.Tensor:
+        """One optimiser step per mini-batch; the summed loss (on the device, synced once)."""
+        steps = math.ceil(example_count(examples) / self.config.batch_size)
+        total = torch.zeros((), device=self.device)
         batches = shuffled_batches(examples, self.config.batch_size, self.generator, self.device)
         for step, batch in enumerate(batches):
             self._set_lr(epoch + step / steps)
@@ -205,12 +218,7 @@ class Trainer:
                 loss = loss_fn(self.forward, batch)
             self._step(loss)
             total += loss.detach().float() * example_count(batch)
-        mean_loss = total.item() / n
-        seconds = time.perf_counter() - start
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"training diverged in epoch {epoch + 1} (loss "
-                                     f"{mean_loss}); lower the learning rate or clip gradients")
-        return {"loss": mean_loss, "samples": n, "samples_per_second": round(n / seconds, 1)}
+        return total
 
     def _set_lr(self, progress: float) -> None:
         c = self.config
