@@ -121,8 +121,8 @@ class BiasedMF(FactorRatingModel):
     against 0.912), so tune it on a validation split for very different data.
     On small data (and on a busy machine) the parallel schedule's per-sub-epoch
     synchronisation costs more than it saves; on 10M synthetic ratings ``strata=8`` fitted
-    2.9x faster than serial SGD on 2 cores (blocking also keeps each thread's factor rows in
-    cache) with the same held-out RMSE (benchmarks/bench_rating.py).
+    in 93 s against 119 s for serial SGD on 2 busy shared cores, with the same held-out RMSE
+    (benchmarks/bench_rating.py; an earlier, busier run measured 123 s against 353 s).
     """
 
     def __init__(self, factors: int = 100, epochs: int = 40, lr: float = 0.02,
