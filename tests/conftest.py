@@ -82,3 +82,13 @@ def isolated_data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("RECFORGE_CACHE_DIR", str(cache))
     return cache
+
+
+def require_module(name: str):
+    """Import an optional reference library (e.g. ``surprise``): skip when it is missing,
+    except on CI (``CI=true``), where `make test` installs it and a missing one fails."""
+    if os.environ.get("CI", "").lower() == "true":
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name)

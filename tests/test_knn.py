@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import require_module
 from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
@@ -128,7 +129,7 @@ def test_invalid_parameters(data: Interactions) -> None:
 @pytest.mark.parametrize("measure", ["pearson", "msd", "cosine"])
 def test_matches_surprise(data: Interactions, cls: type, measure: str) -> None:
     """Same estimates as Surprise's KNNWithMeans on unrated pairs (a benchmark-only extra)."""
-    surprise = pytest.importorskip("surprise")
+    surprise = require_module("surprise")
     frame = pd.DataFrame({"u": data.users, "i": data.items, "r": data.ratings})
     trainset = surprise.Dataset.load_from_df(
         frame, surprise.Reader(rating_scale=(0, 6))).build_full_trainset()

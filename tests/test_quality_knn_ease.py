@@ -40,7 +40,6 @@ RMSE_BANDS = {
 
 @pytest.fixture(scope="module")
 def leave_last_out_split(ml100k_dir: Path) -> Any:
-    pytest.importorskip("recforge.data.splits")
     from recforge.data.splits import leave_last_out
 
     return leave_last_out(read_ml100k(ml100k_dir))
