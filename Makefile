@@ -10,7 +10,7 @@ TORCH_CPU_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 
 .PHONY: quickstart test install lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(TORCH_CPU_WHEEL),$(PY) -m pip install -q "$(TORCH_CPU_WHEEL)",)
