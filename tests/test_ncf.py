@@ -15,7 +15,7 @@ from recforge.evaluation import Evaluator
 from recforge.models import GMF, MLP, DotMF, MostPopular, NeuMF, Recommender, create_model
 from recforge.models.ncf import NCFModule
 
-SMALL = {"epochs": 3, "batch_size": 256}
+SMALL = {"epochs": 3, "train_batch_size": 256}
 
 
 class TestGMF(ModelContract):
@@ -112,6 +112,11 @@ def test_bad_layers_raise(layers: tuple[int, ...]) -> None:
         MLP(layers=layers, epochs=1).fit(contract_data())
 
 
+def test_training_batch_size_leaves_the_scoring_block_alone() -> None:
+    model = GMF(train_batch_size=64)
+    assert model.batch_size == GMF.batch_size == 2048  # users scored at once by recommend
+
+
 def test_registered_names_and_layers_as_list() -> None:
     model = create_model("mlp", layers=[16, 8], learning_rate=0.01)
     assert isinstance(model, MLP) and model.layers == (16, 8)
@@ -141,9 +146,9 @@ def test_item_vectors_have_one_row_per_item(cls: type) -> None:
 
 
 @pytest.mark.parametrize("make", [
-    lambda: GMF(factors=4, epochs=10, learning_rate=0.02, batch_size=128),
-    lambda: DotMF(factors=4, epochs=10, learning_rate=0.02, batch_size=128),
-    lambda: NeuMF(factors=4, layers=(16, 8), epochs=5, batch_size=128,
+    lambda: GMF(factors=4, epochs=10, learning_rate=0.02, train_batch_size=128),
+    lambda: DotMF(factors=4, epochs=10, learning_rate=0.02, train_batch_size=128),
+    lambda: NeuMF(factors=4, layers=(16, 8), epochs=5, train_batch_size=128,
                   gmf_params={"epochs": 10, "learning_rate": 0.02},
                   mlp_params={"epochs": 10, "learning_rate": 0.01}),
 ], ids=["gmf", "dot-mf", "neumf"])

@@ -22,7 +22,7 @@ from recforge.nn.checkpoint import STATE_FILE, TENSORS_FILE, load_checkpoint
 from recforge.nn.device import runtime
 from recforge.nn.trainer import Trainer, make_optimizer
 
-TINY = {"factors": 4, "batch_size": 256}
+TINY = {"factors": 4, "train_batch_size": 256}
 
 
 # ---------------------------------------------------------------------- schedules
@@ -50,7 +50,7 @@ def test_linear_warmup_scales_any_schedule() -> None:
 @pytest.mark.parametrize("bad", [{"schedule": "linear"}, {"warmup_epochs": -1},
                                  {"lr_step_epochs": 0}, {"lr_gamma": 0.0},
                                  {"optimizer": "adagrad"}, {"loss": "mse"},
-                                 {"learning_rate": 0.0}, {"batch_size": 0},
+                                 {"learning_rate": 0.0}, {"train_batch_size": 0},
                                  {"clip_norm": -1.0}, {"negatives": 0}, {"momentum": 1.0}])
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError):
@@ -186,7 +186,7 @@ def _mse(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_trainer_fits_a_regression(optimizer: str) -> None:
-    trainer, examples = _regression(optimizer=optimizer, learning_rate=0.05, batch_size=8,
+    trainer, examples = _regression(optimizer=optimizer, learning_rate=0.05, train_batch_size=8,
                                     epochs=60, momentum=0.5 if optimizer == "sgd" else 0.0)
     losses = [trainer.run_epoch(e, examples, _mse)["loss"] for e in range(60)]
     assert losses[-1] < 1e-3 < losses[0]
@@ -201,7 +201,7 @@ def test_make_optimizer_types() -> None:
 
 
 def test_gradient_clipping_bounds_the_update() -> None:
-    trainer, examples = _regression(optimizer="sgd", learning_rate=1.0, batch_size=64,
+    trainer, examples = _regression(optimizer="sgd", learning_rate=1.0, train_batch_size=64,
                                     clip_norm=0.1)
     trainer.run_epoch(0, examples, _mse)
     assert torch.linalg.norm(trainer.module.w.grad) <= 0.1 + 1e-6
@@ -210,7 +210,7 @@ def test_gradient_clipping_bounds_the_update() -> None:
 
 def test_weight_decay_shrinks_weights_without_a_gradient() -> None:
     trainer, examples = _regression(optimizer="sgd", learning_rate=0.1, weight_decay=0.5,
-                                    batch_size=64)
+                                    train_batch_size=64)
     with torch.no_grad():
         trainer.module.w.fill_(1.0)
     trainer.run_epoch(0, examples, lambda m, b: (m.w * 0).sum())
@@ -218,7 +218,7 @@ def test_weight_decay_shrinks_weights_without_a_gradient() -> None:
 
 
 def test_schedule_sets_the_learning_rate_per_step() -> None:
-    trainer, examples = _regression(learning_rate=0.1, batch_size=16, epochs=4,
+    trainer, examples = _regression(learning_rate=0.1, train_batch_size=16, epochs=4,
                                     schedule="cosine")
     trainer.run_epoch(1, examples, _mse)  # 4 steps; the last at progress 1.75
     expected = 0.1 * lr_factor("cosine", 1.75, 4)
@@ -228,7 +228,7 @@ def test_schedule_sets_the_learning_rate_per_step() -> None:
 def test_epochs_run_on_the_configured_threads_whatever_ran_before() -> None:
     """numba's OpenMP layer resets the shared OpenMP thread count after a parallel kernel
     (e.g. top-k during validation); every epoch must set it back."""
-    trainer, examples = _regression(batch_size=64, threads=1)
+    trainer, examples = _regression(train_batch_size=64, threads=1)
     seen = []
 
     def loss(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -246,7 +246,7 @@ def test_epochs_run_on_the_configured_threads_whatever_ran_before() -> None:
 
 
 def test_divergence_raises() -> None:
-    trainer, examples = _regression(batch_size=64)
+    trainer, examples = _regression(train_batch_size=64)
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
         trainer.run_epoch(0, examples, lambda m, b: _mse(m, b) * float("nan"))
 
@@ -270,9 +270,9 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_same_seed_same_weights_other_seed_differs() -> None:
     data = contract_data()
-    a = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=5, batch_size=128).fit(data))
-    b = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=5, batch_size=128).fit(data))
-    c = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=6, batch_size=128).fit(data))
+    a = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=5, train_batch_size=128).fit(data))
+    b = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=5, train_batch_size=128).fit(data))
+    c = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=6, train_batch_size=128).fit(data))
     assert _same(a, b)
     assert not _same(a, c)
 
@@ -356,7 +356,7 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
 
 def test_neumf_resume_reuses_pretrained_checkpoints(tmp_path: Path) -> None:
     data = contract_data()
-    params = {"factors": 4, "layers": (8, 4), "batch_size": 256, "gmf_params": {"epochs": 2},
+    params = {"factors": 4, "layers": (8, 4), "train_batch_size": 256, "gmf_params": {"epochs": 2},
               "mlp_params": {"epochs": 2}}
     straight = NeuMF(epochs=3, **params).fit(data)
     NeuMF(epochs=1, checkpoint_dir=str(tmp_path), **params).fit(data)
@@ -412,8 +412,8 @@ def test_compile_with_inductor_runs() -> None:
 
     data = contract_data()
     try:
-        model = GMF(epochs=1, batch_size=4096, compile=True, factors=4).fit(data)
+        model = GMF(epochs=1, train_batch_size=4096, compile=True, factors=4).fit(data)
     except (BackendCompilerFailed, InductorError) as exc:  # e.g. no usable C++ compiler
         pytest.skip(f"torch.compile cannot compile on this machine: {exc}")
-    plain = GMF(epochs=1, batch_size=4096, factors=4).fit(data)
+    plain = GMF(epochs=1, train_batch_size=4096, factors=4).fit(data)
     assert np.allclose(model.score([0, 1]), plain.score([0, 1]), atol=1e-5)

@@ -48,7 +48,10 @@ class NCFModule(ScoringModule):
 
     ``factors`` sizes the GMF/dot embeddings; ``layers`` the MLP tower (``layers[0]`` is the
     concatenated input, so each MLP embedding has ``layers[0] // 2`` entries). Embeddings start
-    from ``N(0, init_std^2)`` (the paper's 0.01), linear layers from PyTorch's default.
+    from ``N(0, init_std^2)`` (the paper's 0.01); as in the authors' Keras code, the tower's
+    weights are Glorot-uniform and the output layer's LeCun-uniform, all biases zero. (With
+    PyTorch's default biases of up to ``1/sqrt(fan_in)``, which dwarf inputs of scale 0.01,
+    units with a negative bias start dead and the MLP can collapse to a constant.)
     """
 
     def __init__(self, n_users: int, n_items: int, head: Head, factors: int = 8,
@@ -72,6 +75,16 @@ class NCFModule(ScoringModule):
         else:
             width = (factors if self.gmf else 0) + (layers[-1] if self.mlp else 0)
             self.output = nn.Linear(width, 1)
+        self._init_linear()
+
+    def _init_linear(self) -> None:
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                if layer is getattr(self, "output", None):  # LeCun uniform: variance 1/fan_in
+                    nn.init.kaiming_uniform_(layer.weight, a=1.0)
+                else:
+                    nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of the pairs ``(users[n], items[n])``."""
@@ -220,9 +233,9 @@ class DotMF(_NCF):
 
 
 #: training parameters a NeuMF passes on to the GMF and MLP it pre-trains
-_SHARED_WITH_PRETRAINING = ("batch_size", "loss", "negatives", "sampling", "patience", "device",
-                            "precision", "threads", "compile", "seed", "verbose", "log_file",
-                            "checkpoint_every", "resume")
+_SHARED_WITH_PRETRAINING = ("train_batch_size", "loss", "negatives", "sampling", "patience",
+                            "device", "precision", "threads", "compile", "seed", "verbose",
+                            "log_file", "checkpoint_every", "resume")
 
 
 @register("neumf")

@@ -93,7 +93,8 @@ class TrainingConfig:
     """Training parameters shared by every `TorchRecommender` (each is a model parameter).
 
     ``epochs``: passes over the training data (fewer with early stopping).
-    ``batch_size``: examples per optimiser step.
+    ``train_batch_size``: examples per optimiser step (``batch_size``, inherited from
+    `Recommender`, is the number of users scored at once by ``recommend``).
     ``optimizer``: ``adam``, ``adamw`` (decoupled weight decay) or ``sgd`` (with ``momentum``).
     ``learning_rate``, ``weight_decay`` (L2 through the optimiser), ``momentum`` (SGD only).
     ``schedule``: ``constant``, ``step`` (times ``lr_gamma`` every ``lr_step_epochs``) or
@@ -111,7 +112,7 @@ class TrainingConfig:
     """
 
     epochs: int = 20
-    batch_size: int = 1024
+    train_batch_size: int = 1024
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -137,7 +138,7 @@ class TrainingConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        _check_positive(epochs=self.epochs, batch_size=self.batch_size,
+        _check_positive(epochs=self.epochs, train_batch_size=self.train_batch_size,
                         negatives=self.negatives, checkpoint_every=self.checkpoint_every)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("loss", self.loss, LOSSES)
@@ -209,9 +210,10 @@ class Trainer:
 
     def _train_batches(self, epoch: int, examples: Batch, loss_fn: LossFn) -> torch.Tensor:
         """One optimiser step per mini-batch; the summed loss (on the device, synced once)."""
-        steps = math.ceil(example_count(examples) / self.config.batch_size)
+        steps = math.ceil(example_count(examples) / self.config.train_batch_size)
         total = torch.zeros((), device=self.device)
-        batches = shuffled_batches(examples, self.config.batch_size, self.generator, self.device)
+        batches = shuffled_batches(examples, self.config.train_batch_size, self.generator,
+                                   self.device)
         for step, batch in enumerate(batches):
             self._set_lr(epoch + step / steps)
             with self.amp.autocast(self.device):

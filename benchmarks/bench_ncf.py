@@ -1,0 +1,196 @@
+"""The NCF family on ML-100K: GMF, MLP, NeuMF (pre-trained and from scratch) and dot-MF.
+
+Benchmark (default): every model with its default hyperparameters, fitted on the
+leave-last-out training part for each of ``--seeds`` (model seeds; the evaluation negatives
+are always drawn with seed 0), scored by the shared `Evaluator`: sampled-99 and full-ranking
+HR@10/NDCG@10. Reported per model: mean, standard deviation, min and max over seeds, fit
+seconds (pre-training included) and training samples per second per epoch, with the
+machine, thread count and load average. Writes ``benchmarks/results/bench_ncf_ml-100k.json``.
+
+Tuning (``--tune``): the validation curves behind the defaults. Validation data is carved
+from training data only: the leave-last-out training part of ML-100K is split again by
+leave-last-out (each user's latest training interaction is the validation item), and the
+synthetic implicit set (2000 users x 1000 items x 100k, seed 0) is split the same way twice
+(the outer test part is never used). Each configuration in `GRID` trains for a fixed number
+of epochs (no early stopping, as the defaults are used) and records per epoch the sampled-99
+HR@10/NDCG@10 and full-ranking HR@10/NDCG@10 on the validation items. Writes
+``benchmarks/results/bench_ncf_tuning.json``.
+
+Usage::
+
+    RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_ncf.py
+    RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_ncf.py --tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recforge.data import Interactions
+from recforge.data.datasets import load_dataset
+from recforge.data.splits import leave_last_out
+from recforge.data.synthetic import generate
+from recforge.evaluation import Evaluator
+from recforge.models import GMF, MLP, DotMF, NeuMF, create_model
+from recforge.nn import TorchRecommender
+
+RESULTS = Path(__file__).parent / "results"
+PROTOCOLS = ("sampled-99", "full")
+METRICS = ("hr@10", "ndcg@10")
+
+#: the benchmarked models: defaults, except NeuMF without pre-training, whose learning rate
+#: and epochs were validated separately (its default rate is the pre-trained fine-tuning one)
+MODELS: dict[str, Callable[[int], TorchRecommender]] = {
+    "gmf": lambda seed: GMF(seed=seed),
+    "mlp": lambda seed: MLP(seed=seed),
+    "neumf": lambda seed: NeuMF(seed=seed),
+    "neumf-scratch": lambda seed: NeuMF(pretrain=False, seed=seed, **NEUMF_SCRATCH),
+    "dot-mf": lambda seed: DotMF(seed=seed),
+}
+NEUMF_SCRATCH: dict[str, Any] = {"learning_rate": 0.001, "epochs": 15}
+
+#: validation grid (model name, parameters); every run also uses seeds ``--tune-seeds``
+GRID: list[tuple[str, dict[str, Any]]] = [
+    ("gmf", {"factors": 8, "learning_rate": 0.01, "epochs": 20}),
+    ("gmf", {"factors": 16, "learning_rate": 0.01, "epochs": 20}),
+    ("gmf", {"factors": 32, "learning_rate": 0.003, "epochs": 20}),
+    ("mlp", {"layers": [64, 32, 16, 8], "learning_rate": 0.001, "epochs": 20}),
+    ("mlp", {"layers": [64, 32, 16, 8], "learning_rate": 0.003, "epochs": 20}),
+    ("dot-mf", {"factors": 32, "learning_rate": 0.003, "epochs": 20}),
+    ("neumf", {"pretrain": False, "learning_rate": 0.001, "epochs": 20}),
+    ("neumf", {"learning_rate": 0.0003, "epochs": 15}),
+]
+
+
+# ---------------------------------------------------------------------- helpers
+def machine() -> dict[str, Any]:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    cpu = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                if line.startswith("Model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "load_average": os.getloadavg(),
+            "date": datetime.date.today().isoformat()}
+
+
+def ranking(model: TorchRecommender, train: Interactions, test: Interactions
+            ) -> dict[str, float]:
+    out = {}
+    for protocol in PROTOCOLS:
+        result = Evaluator(train, test, METRICS, protocol, seed=0).evaluate(model)
+        out |= {f"{protocol} {k}": round(v, 4) for k, v in result.metrics.items()}
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def throughput(model: TorchRecommender) -> dict[str, list[float]]:
+    """Training samples per second of every epoch, per training stage."""
+    stages = {**getattr(model, "pretrain_history_", {}), model.name: model.history_}
+    return {name: [round(h["samples_per_second"]) for h in history]
+            for name, history in stages.items()}
+
+
+# ---------------------------------------------------------------------- benchmark
+def benchmark(names: list[str], seeds: list[int]) -> dict[str, Any]:
+    split = leave_last_out(load_dataset("ml-100k"))
+    out: dict[str, Any] = {"machine": machine(), "protocol": "leave-last-out; sampled-99 "
+                           "negatives and full ranking, evaluation seed 0", "models": {}}
+    for name in names:
+        runs = []
+        for seed in seeds:
+            model = MODELS[name](seed)
+            start = time.perf_counter()
+            model.fit(split.train)
+            seconds = time.perf_counter() - start
+            runs.append({"seed": seed, "fit_seconds": round(seconds, 2),
+                         **ranking(model, split.train, split.test),
+                         "samples_per_second": throughput(model),
+                         "load_average": os.getloadavg()})
+            print(f"{name} seed {seed}: {runs[-1]}", flush=True)
+        keys = [k for k in runs[0] if k.startswith(PROTOCOLS) or k == "fit_seconds"]
+        out["models"][name] = {"params": MODELS[name](seeds[0]).get_params(), "runs": runs,
+                               "summary": {k: spread([r[k] for r in runs]) for k in keys}}
+    out["machine"]["load_average_end"] = os.getloadavg()
+    return out
+
+
+# ---------------------------------------------------------------------- tuning
+def validation_splits() -> dict[str, tuple[Interactions, Interactions]]:
+    """(train, validation) carved from the training part only, per dataset."""
+    sets = {"ml-100k": load_dataset("ml-100k"), "synthetic": generate(feedback="implicit")}
+    out = {}
+    for name, data in sets.items():
+        inner = leave_last_out(leave_last_out(data).train)
+        out[name] = (inner.train, inner.test)
+    return out
+
+
+def curve(name: str, params: dict[str, Any], train: Interactions,
+          valid: Interactions) -> list[dict[str, Any]]:
+    """Fit ``name`` on ``train`` (no early stopping) and score ``valid`` after every epoch."""
+    model = create_model(name, **params)
+    records: list[dict[str, Any]] = []
+    base = type(model)
+
+    def after_epoch(self: TorchRecommender, loop: Any) -> None:
+        base._after_epoch(self, loop)
+        last = loop.history[-1]
+        records.append({"epoch": last["epoch"], "loss": round(last["loss"], 4),
+                        **ranking(self, train, valid)})
+
+    model.__class__ = type(f"Tracked{base.__name__}", (base,), {"_after_epoch": after_epoch})
+    model.fit(train)
+    return records
+
+
+def tune(seeds: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine(), "runs": []}
+    for dataset, (train, valid) in validation_splits().items():
+        for name, params in GRID:
+            for seed in seeds:
+                start = time.perf_counter()
+                records = curve(name, {**params, "seed": seed}, train, valid)
+                best = max(records, key=lambda r: r["sampled-99 HR@10"])
+                out["runs"].append({"dataset": dataset, "model": name, "params": params,
+                                    "seed": seed, "seconds": round(time.perf_counter() - start),
+                                    "best_epoch_by_sampled_hr": best["epoch"],
+                                    "curve": records})
+                print(dataset, name, params, seed, "last:", records[-1], "best:", best,
+                      flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--tune", action="store_true", help="run the validation grid")
+    parser.add_argument("--tune-seeds", nargs="+", type=int, default=[0])
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.tune:
+        result, path = tune(args.tune_seeds), RESULTS / "bench_ncf_tuning.json"
+    else:
+        result, path = benchmark(args.models, args.seeds), RESULTS / "bench_ncf_ml-100k.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
