@@ -182,9 +182,10 @@ class GMF(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "gmf"
-    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.01, "epochs": 15}
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003,
+                                                   "weight_decay": 1e-5, "epochs": 12}
 
-    def __init__(self, factors: int = 8, init_std: float = 0.01, **training: Any):
+    def __init__(self, factors: int = 32, init_std: float = 0.01, **training: Any):
         self.factors = factors
         self.init_std = init_std
         super().__init__(**training)
@@ -201,9 +202,9 @@ class MLP(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "mlp"
-    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 15}
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 12}
 
-    def __init__(self, layers: Sequence[int] = (64, 32, 16, 8), init_std: float = 0.01,
+    def __init__(self, layers: Sequence[int] = (128, 64, 32, 16), init_std: float = 0.01,
                  **training: Any):
         self.layers = tuple(layers)
         self.init_std = init_std
@@ -221,9 +222,10 @@ class DotMF(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "dot"
-    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 15}
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003,
+                                                   "weight_decay": 1e-5, "epochs": 12}
 
-    def __init__(self, factors: int = 32, init_std: float = 0.01, **training: Any):
+    def __init__(self, factors: int = 64, init_std: float = 0.01, **training: Any):
         self.factors = factors
         self.init_std = init_std
         super().__init__(**training)
@@ -249,9 +251,9 @@ class NeuMF(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "neumf"
-    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.0003, "epochs": 10}
+    training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.0003, "epochs": 3}
 
-    def __init__(self, factors: int = 8, layers: Sequence[int] = (64, 32, 16, 8),
+    def __init__(self, factors: int = 32, layers: Sequence[int] = (128, 64, 32, 16),
                  init_std: float = 0.01, pretrain: bool = True, alpha: float = 0.5,
                  gmf_params: dict[str, Any] | None = None,
                  mlp_params: dict[str, Any] | None = None, **training: Any):
