@@ -133,7 +133,7 @@ class NCFModule(ScoringModule):
         per_user = self.user_mlp(users) @ first.weight[:, :half].T + first.bias
         per_item = self.item_mlp.weight @ first.weight[:, half:].T
         rest = self.tower[1:]
-        step = max(1, _MLP_SCORE_FLOATS // (per_item.numel()))
+        step = max(1, _MLP_SCORE_FLOATS // per_item.numel())
         return torch.cat([rest(per_user[lo:lo + step, None, :] + per_item[None]) @ weight
                           for lo in range(0, len(users), step)])
 

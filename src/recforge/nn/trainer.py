@@ -277,7 +277,6 @@ class ScoringModule(nn.Module):
 class _TrainingRun:
     """Per-fit objects, dropped when fitting ends."""
 
-    config: TrainingConfig
     sampler: NegativeSampler
     rng: np.random.Generator
     trainer: Trainer
@@ -352,7 +351,7 @@ class TorchRecommender(IterativeRecommender):
         self.module_ = self._build_module().to(device)
         sampler = NegativeSampler(train.binary_csr, method=config.sampling)
         rng = np.random.default_rng(config.seed)
-        self._training = _TrainingRun(config, sampler, rng, Trainer(self.module_, config, device))
+        self._training = _TrainingRun(sampler, rng, Trainer(self.module_, config, device))
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         run = self._training
