@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(TORCH_CPU_WHEEL),$(PY) -m pip install -q "$(TORCH_CPU_WHEEL)",)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e '.[dev,bench,ann,text,tune]'
 	touch $@
 
 install: $(VENV)/.installed
