@@ -203,6 +203,26 @@ class Recommender:
         """Item embeddings used by `similar_items`, or None when the model has none."""
         return None
 
+    def user_embeddings(self, users: Any) -> np.ndarray | None:
+        """Query vectors of known ``users`` for retrieval, or None when scores do not factorise.
+
+        The retrieval factorisation: ``score(u)[i] == user_embeddings([u])[0] @
+        item_embeddings()[i]`` up to float error, so a maximum-inner-product index over the
+        item embeddings ranks items as `recommend` does (`recforge.retrieval.Retriever`)."""
+        return None
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """Item vectors of the retrieval factorisation (see `user_embeddings`), or None."""
+        return None
+
+    def _user_index(self, users: Any) -> np.ndarray:
+        """``users`` as an index array inside ``[0, n_users_)``; ``IndexError`` otherwise."""
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if users.size and (users.min() < 0 or users.max() >= self.n_users_):
+            raise IndexError("user index out of range")
+        return users
+
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most cosine-similar to each of ``items`` (itself excluded)."""
         self._check_fitted()

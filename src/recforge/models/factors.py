@@ -2,7 +2,8 @@
 
 A factor model scores user ``u`` and item ``i`` as ``user_factors_[u] . item_factors_[i]``,
 plus ``item_bias_[i]`` when the model learns one (BPR). The item factors double as the
-embeddings behind `similar_items`.
+embeddings behind `similar_items`; the retrieval factorisation appends the bias to the item
+vector and a constant 1 to the user vector, so that the inner product is the score.
 """
 
 from __future__ import annotations
@@ -68,3 +69,16 @@ class FactorModel:
 
     def item_vectors(self) -> np.ndarray:
         return self.item_factors_
+
+    def user_embeddings(self, users: Any) -> np.ndarray:
+        """User factors, with a constant 1 appended when the model has an item bias."""
+        factors = self.user_factors_[self._user_index(users)]  # type: ignore[attr-defined]
+        if not self.has_item_bias:
+            return factors
+        return np.hstack([factors, np.ones((len(factors), 1), dtype=factors.dtype)])
+
+    def item_embeddings(self) -> np.ndarray:
+        """Item factors, with the item bias appended when the model has one."""
+        if not self.has_item_bias:
+            return self.item_factors_
+        return np.hstack([self.item_factors_, self.item_bias_[:, None].astype(np.float32)])

@@ -22,6 +22,9 @@ pointwise log loss with ``negatives`` uniformly sampled items per positive (the 
 setting, 4 by default) or the pairwise BPR loss (``loss="bpr"``). Scoring every item uses the
 algebra of the layers instead of pairs: the GMF part is one matrix product, and the MLP's
 first layer splits into a user and an item part computed once per user and per item.
+GMF and dot-MF logits are inner products of a user and an item vector (biases folded in as
+extra coordinates), exposed as `user_embeddings`/`item_embeddings` for ANN retrieval; the
+MLP and NeuMF scores do not factorise, so those return None.
 
 Defaults were chosen on validation splits carved from training data only: leave-last-out of
 the leave-last-out training part of ML-100K, and the same of the synthetic implicit set
@@ -46,6 +49,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -147,6 +151,25 @@ class NCFModule(ScoringModule):
         gmf = [self.item_gmf.weight] if self.gmf else []
         return torch.cat(gmf + ([self.item_mlp.weight] if self.mlp else []), 1)
 
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor | None:
+        """Retrieval query vectors whose inner product with `item_embeddings` is the logit:
+        ``[p_u, b_u, 1]`` (dot), ``[h * p_u, b]`` (GMF); None when an MLP branch is present."""
+        if self.head == "dot":
+            ones = torch.ones_like(self.user_bias(users))
+            return torch.cat([self.user_gmf(users), self.user_bias(users), ones], 1)
+        if self.head == "gmf":
+            embedded = self.user_gmf(users) * self.output.weight[0]
+            return torch.cat([embedded, self.output.bias.expand(len(users), 1)], 1)
+        return None
+
+    def item_embeddings(self) -> torch.Tensor | None:
+        """Item side of `user_embeddings`: ``[q_i, 1, b_i]`` (dot), ``[q_i, 1]`` (GMF)."""
+        if self.head not in ("dot", "gmf"):
+            return None
+        ones = torch.ones_like(self.item_gmf.weight[:, :1])
+        bias = [self.item_bias.weight] if self.head == "dot" else []
+        return torch.cat([self.item_gmf.weight, ones, *bias], 1)
+
     @torch.no_grad()
     def load_pretrained(self, gmf: NCFModule, mlp: NCFModule, alpha: float) -> None:
         """NeuMF from a trained GMF and MLP: their embeddings and tower, and the output layer
@@ -170,6 +193,10 @@ def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     return table
 
 
+def _numpy(vectors: torch.Tensor | None) -> np.ndarray | None:
+    return None if vectors is None else vectors.float().cpu().numpy()
+
+
 def _check_layers(layers: Sequence[int]) -> None:
     if len(layers) < 2 or any(int(w) != w or w < 1 for w in layers) or layers[0] % 2:
         raise ValueError(f"layers must be at least two positive widths, the first even "
@@ -188,6 +215,17 @@ class _NCF(TorchRecommender):
     def _build_module(self) -> NCFModule:
         return NCFModule(self.n_users_, self.n_items_, self.head, init_std=self.init_std,
                          **self._module_args())
+
+    def user_embeddings(self, users: Any) -> np.ndarray | None:
+        """The module's retrieval query vectors (GMF and dot-MF; None with an MLP branch)."""
+        index = torch.from_numpy(self._user_index(users)).to(self.torch_device)
+        with torch.no_grad():
+            return _numpy(self.module_.user_embeddings(index))
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """The module's retrieval item vectors (GMF and dot-MF; None with an MLP branch)."""
+        with torch.no_grad():
+            return _numpy(self.module_.item_embeddings())
 
 
 @register("gmf")

@@ -1,0 +1,177 @@
+"""The serving pipeline: user id -> query vector -> index search -> seen items dropped -> items.
+
+A `Retriever` wraps a fitted model. When the model exposes the retrieval factorisation
+(`Recommender.user_embeddings` / `item_embeddings`, whose inner products are its scores), the
+item embeddings go into a `VectorIndex` (`make_index("auto")` by default: exact for small
+catalogues, HNSW for large ones) and a request encodes the user, searches the index with the
+user's training items excluded and maps the result to external ids and titles. Otherwise
+the model's own exact `recommend` answers. Users the model does not know (unknown ids, or
+no training interactions) get the model's cold-start answer, popular items, never an error.
+
+New users described by features and/or a history of item ids (`recommend_for`) need an
+encoder: the ``encoder`` argument, or else the model's ``encode_users`` method, called as
+``encoder(features=..., history=...)`` with ``history`` an array of internal item indices
+and returning one query vector (``(dim,)`` or ``(1, dim)``). Without one, the popular items
+the user has not interacted with are returned.
+
+`similar` ranks items by the cosine similarity of the model's item vectors (as
+`Recommender.similar_items` does) through a second index over the unit-length vectors,
+built on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recforge.data.interactions import IdMap, Interactions
+from recforge.retrieval.index import VectorIndex, make_index
+
+Encoder = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """One answer: internal indices, external ids, scores, titles and where it came from.
+
+    ``source`` is ``index`` (ANN/exact search over embeddings), ``model`` (the model's own
+    exact ranking), ``encoder`` (a new user's encoded query) or ``popularity`` (cold start).
+    """
+
+    items: np.ndarray
+    ids: np.ndarray
+    scores: np.ndarray
+    titles: list[str | None] | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per item: rank, id, score and title."""
+        titles = self.titles or [None] * len(self)
+        return [{"rank": r + 1, "id": _plain(i), "score": float(s), "title": t}
+                for r, (i, s, t) in enumerate(zip(self.ids, self.scores, titles))]
+
+
+class Retriever:
+    """Recommendations and similar items for a fitted model, served through a vector index.
+
+    ``user_map``/``item_map`` translate external ids (identity when None); ``titles[i]`` is
+    item ``i``'s title. ``index`` overrides the index built from the model's item
+    embeddings; ``index_kind`` and ``index_settings`` choose it otherwise."""
+
+    def __init__(self, model: Any, index: VectorIndex | None = None, *,
+                 user_map: IdMap | None = None, item_map: IdMap | None = None,
+                 titles: Sequence[str | None] | None = None, encoder: Encoder | None = None,
+                 index_kind: str = "auto", **index_settings: Any):
+        model._check_fitted()
+        self.model = model
+        self.user_map, self.item_map = user_map, item_map
+        self.titles = None if titles is None else list(titles)
+        if self.titles is not None and len(self.titles) != model.n_items_:
+            raise ValueError(f"got {len(self.titles)} titles for {model.n_items_} items")
+        self.encoder = encoder or getattr(model, "encode_users", None)
+        self._index_kind, self._index_settings = index_kind, index_settings
+        self.index = index if index is not None else self._build_index(model.item_embeddings())
+        self._similar_index: VectorIndex | None = None
+        self._unit = np.empty((0, 0), dtype=np.float32)
+
+    @classmethod
+    def from_data(cls, model: Any, data: Interactions, **kwargs: Any) -> Retriever:
+        """A retriever using ``data``'s id maps and item titles (the ``title`` text column)."""
+        titles = None
+        if data.item_features is not None and "title" in data.item_features.text:
+            titles = data.item_features.align(data.item_map).text["title"]
+        return cls(model, user_map=data.user_map, item_map=data.item_map, titles=titles,
+                   **kwargs)
+
+    def _build_index(self, vectors: np.ndarray | None) -> VectorIndex | None:
+        if vectors is None:
+            return None
+        index = make_index(self._index_kind, len(vectors), **self._index_settings)
+        return index.build(vectors)
+
+    # ------------------------------------------------------------------ requests
+    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> Recommendations:
+        """Top-``k`` items for the user with external id ``user``."""
+        _check_k(k)
+        index = int(_to_index(self.user_map, user)[0])
+        known = bool(self.model.is_known_user([index])[0])
+        if not known or self.index is None:
+            items, scores = self.model.recommend([index], k, exclude_seen=exclude_seen)
+            return self._answer(items[0], scores[0], "model" if known else "popularity")
+        query = self.model.user_embeddings([index])
+        seen = [self._seen(index)] if exclude_seen else None
+        items, scores = self.index.search(query, k, exclude=seen)
+        return self._answer(items[0], scores[0], "index")
+
+    def recommend_for(self, history: Sequence[Any] = (), features: Any = None,
+                      k: int = 10) -> Recommendations:
+        """Top-``k`` items for a new user given their item ids (``history``) and features."""
+        _check_k(k)
+        items = _to_index(self.item_map, np.asarray(history)) if len(history) else \
+            np.empty(0, dtype=np.int64)
+        items = items[items >= 0]
+        if self.encoder is None or self.index is None:
+            allowed = np.ones(self.model.n_items_, dtype=bool)
+            allowed[items] = False
+            top, scores = self.model.recommend([-1], k, candidates=allowed)
+            return self._answer(top[0], scores[0], "popularity")
+        query = np.asarray(self.encoder(features=features, history=items), dtype=np.float32)
+        top, scores = self.index.search(query.reshape(1, -1), k, exclude=[items])
+        return self._answer(top[0], scores[0], "encoder")
+
+    def similar(self, item: Any, k: int = 10) -> Recommendations:
+        """The ``k`` items most cosine-similar to the item with external id ``item``."""
+        _check_k(k)
+        index = int(_to_index(self.item_map, item)[0])
+        if index < 0:
+            raise KeyError(f"unknown item id {_plain(item)!r}")
+        if self._similar_index is None:
+            self._unit = self._unit_item_vectors()
+            self._similar_index = self._build_index(self._unit)
+        query = self._unit[index:index + 1]
+        items, scores = self._similar_index.search(query, k, exclude=[[index]])
+        return self._answer(items[0], scores[0], "index")
+
+    # ------------------------------------------------------------------ helpers
+    def _unit_item_vectors(self) -> np.ndarray:
+        vectors = self.model.item_vectors()
+        if vectors is None:
+            raise ValueError(f"{type(self.model).__name__} has no item vectors, so it cannot "
+                             "rank similar items")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def _seen(self, user: int) -> np.ndarray:
+        seen = self.model.seen_
+        return seen.indices[seen.indptr[user]:seen.indptr[user + 1]]
+
+    def _answer(self, items: np.ndarray, scores: np.ndarray, source: str) -> Recommendations:
+        found = items >= 0
+        items, scores = items[found], scores[found]
+        ids = items if self.item_map is None else self.item_map.to_external(items)
+        titles = None if self.titles is None else [self.titles[i] for i in items]
+        return Recommendations(items, ids, scores, titles, source)
+
+
+def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
+    if id_map is not None:
+        return id_map.to_index(external)
+    values = np.atleast_1d(np.asarray(external))
+    if values.dtype.kind not in "iu":
+        raise ValueError(f"ids must be integers without an id map, got {values[:3].tolist()}")
+    return values.astype(np.int64)
+
+
+def _check_k(k: int) -> None:
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
