@@ -94,7 +94,8 @@ def machine() -> dict[str, Any]:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     cpu = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
                 if line.startswith("Model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "load_average": os.getloadavg(),
             "date": datetime.date.today().isoformat()}
 
@@ -122,18 +123,19 @@ def throughput(model: TorchRecommender) -> dict[str, list[float]]:
 
 
 # ---------------------------------------------------------------------- benchmark
-def benchmark(names: list[str], seeds: list[int]) -> dict[str, Any]:
+def benchmark(names: list[str], seeds: list[int], device: str) -> dict[str, Any]:
     split = leave_last_out(load_dataset("ml-100k"))
     out: dict[str, Any] = {"machine": machine(), "protocol": "leave-last-out; sampled-99 "
                            "negatives and full ranking, evaluation seed 0", "models": {}}
     for name in names:
         runs = []
         for seed in seeds:
-            model = MODELS[name](seed)
+            model = MODELS[name](seed).set_params(device=device)
             start = time.perf_counter()
             model.fit(split.train)
             seconds = time.perf_counter() - start
-            runs.append({"seed": seed, "fit_seconds": round(seconds, 2),
+            runs.append({"seed": seed, "device": str(model.torch_device),
+                         "fit_seconds": round(seconds, 2),
                          **ranking(model, split.train, split.test),
                          "samples_per_second": throughput(model),
                          "load_average": os.getloadavg()})
@@ -198,12 +200,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--tune", action="store_true", help="run the validation grid")
     parser.add_argument("--tune-seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (benchmark)")
+    parser.add_argument("--json", type=Path, help="results path (default benchmarks/results/)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.tune:
         result, path = tune(args.tune_seeds), RESULTS / "bench_ncf_tuning.json"
     else:
-        result, path = benchmark(args.models, args.seeds), RESULTS / "bench_ncf_ml-100k.json"
+        result = benchmark(args.models, args.seeds, args.device)
+        path = RESULTS / "bench_ncf_ml-100k.json"
+    path = args.json or path
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
 
