@@ -13,10 +13,12 @@ from recforge.data.splits import make_split
 from recforge.evaluation import Evaluator
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.models import create_model
-from recforge.report import write_report
+from recforge.report import analysis, write_report
 from recforge.report.tables import leaderboard, ranked_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURES = {"metrics_full", "metrics_sampled-20", "cutoff_curves", "activity", "popularity",
+           "beyond_accuracy", "mmr_tradeoff", "tsne", "training_curves"}
 LINEUP = {"most-popular": {}, "ease": {"reg": 50.0}, "bpr": {"epochs": 4, "factors": 16}}
 
 
@@ -48,11 +50,15 @@ def written(record: ExperimentRecord, tmp_path_factory: pytest.TempPathFactory) 
     return write_report(record, tmp_path_factory.mktemp("report"))
 
 
-def test_report_files_exist_and_are_non_empty(written: dict[str, Path]) -> None:
+def test_report_files_and_figures_exist_and_are_non_empty(written: dict[str, Path]) -> None:
     for key in ("markdown", "html"):
         assert written[key].is_file() and written[key].stat().st_size > 0
-    for path in written["figures"].glob("*.png"):
-        assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert {path.stem for path in written["figures"].glob("*.png")} == FIGURES
+    markdown = written["markdown"].read_text()
+    for stem in FIGURES:
+        assert written[stem].read_bytes()[:8] == PNG_SIGNATURE
+        assert written[stem].stat().st_size > 5000
+        assert f"](figures/{stem}.png)" in markdown
 
 
 def test_html_is_self_contained(written: dict[str, Path]) -> None:
@@ -80,3 +86,43 @@ def test_best_model_ranks_first_and_others_are_tested(record: ExperimentRecord) 
     rows = {row[1]: row for row in leaderboard(record).rows}
     assert rows[order[0]][-4] == "best"
     assert all(re.match(r"[+-]\d", rows[label][-4]) for label in order[1:])
+
+
+def test_cutoff_curves_and_beyond_accuracy_match_the_evaluator(record: ExperimentRecord) -> None:
+    ctx = analysis.Context(record)
+    curves = analysis.cutoff_curves(ctx)
+    beyond = analysis.beyond_accuracy(ctx)
+    for label, run in ctx.first.items():
+        evaluated = run.results["full"].metrics
+        assert curves[label]["NDCG"][9] == pytest.approx(evaluated["NDCG@10"])
+        assert curves[label]["Recall"][9] == pytest.approx(evaluated["Recall@10"])
+        assert beyond[label]["Coverage@10"] == pytest.approx(evaluated["Coverage@10"])
+        assert len(curves[label]["Precision"]) == record.max_k
+
+
+def test_popularity_shares_sum_to_one_and_popular_model_sits_in_the_head(
+        record: ExperimentRecord) -> None:
+    catalogue, shares = analysis.popularity_deciles(analysis.Context(record))
+    assert catalogue.sum() == pytest.approx(1.0)
+    assert all(share.sum() == pytest.approx(1.0) for share in shares.values())
+    assert shares["most-popular"][0] > shares["ease"][0] > catalogue[0]
+
+
+def test_tradeoff_ends_at_the_plain_lists(record: ExperimentRecord) -> None:
+    ctx = analysis.Context(record)
+    curves = analysis.tradeoff(ctx, ["ease"])["ease"].set_index("lambda")
+    assert curves.loc[1.0, "NDCG@10"] == pytest.approx(ctx.first["ease"].results["full"]
+                                                       .metrics["NDCG@10"])
+    assert curves.loc[0.0, "Diversity@10"] > curves.loc[1.0, "Diversity@10"]
+
+
+def test_examples_show_titles_next_to_rated_items(record: ExperimentRecord,
+                                                 written: dict[str, Path]) -> None:
+    ctx = analysis.Context(record)
+    titles = analysis.item_titles(ctx)
+    text = written["markdown"].read_text()
+    assert text.count(": rated |") == 3
+    for row in analysis.example_users(ctx):
+        user = record.test_users[row]
+        assert all(titles[i] in text for run in ctx.first.values() for i in run.top_items[row, :10])
+        assert all(titles[i] in text for i, _ in analysis.top_rated(ctx, user))

@@ -20,7 +20,7 @@ def table_markdown(table: Table) -> str:
 def _section(section: Section) -> list[str]:
     parts = [f"## {section.title}"] + section.paragraphs
     parts += [table_markdown(table) for table in section.tables]
-    parts += [f"![{fig.caption}]({fig.path.as_posix()})\n\n*{fig.caption}*"
+    parts += [f"![{fig.path.stem}]({fig.path.as_posix()})\n\n*{fig.caption}*"
               for fig in section.figures]
     return parts
 

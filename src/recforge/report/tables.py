@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from recforge.evaluation.evaluator import EvaluationResult
 from recforge.evaluation.metrics import parse_metric
@@ -101,15 +102,23 @@ def paired_against_best(record: ExperimentRecord) -> dict[str, dict[str, float]]
     return out
 
 
-def leaderboard(record: ExperimentRecord, n_boot: int = 1000) -> Table:
+Intervals = dict[tuple[str, str], dict[str, dict[str, float]]]
+
+
+def intervals(record: ExperimentRecord, n_boot: int = 1000) -> Intervals:
+    """``{(label, protocol): summary}``: bootstrap intervals of each label's first-seed run."""
+    return {(label, p): runs[0].results[p].summary(n_boot=n_boot)
+            for label, runs in runs_by_label(record).items() for p in record.protocols
+            if p in runs[0].results}
+
+
+def leaderboard(record: ExperimentRecord, summaries: Intervals | None = None) -> Table:
     """One row per label, best first: every metric per protocol and the paired p-values."""
     primary = primary_metric(record)
     groups = runs_by_label(record)
     order = ranked_labels(record)
     columns = [(p, name) for p in record.protocols for name in metric_names(record, p)]
-    summaries = {(label, p): runs[0].results[p].summary(n_boot=n_boot)
-                 for label, runs in groups.items() for p in record.protocols
-                 if p in runs[0].results}
+    summaries = intervals(record) if summaries is None else summaries
     tests = paired_against_best(record)
     multi = len(record.protocols) > 1
     header = (["rank", "model", "seeds"] + [f"{n} ({p})" if multi else n for p, n in columns]
@@ -126,3 +135,15 @@ def leaderboard(record: ExperimentRecord, n_boot: int = 1000) -> Table:
                         _pvalue(test["wilcoxon_pvalue"])])
                     + [f"{np.mean([r.fit_seconds for r in runs]):.1f}"])
     return Table(header, rows)
+
+
+def frame_table(frame: pd.DataFrame, index_name: str, digits: int = 4) -> Table:
+    """A `Table` of a data frame: the index first, floats to ``digits`` decimals."""
+    def fmt(value: object) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "–" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    rows = [[str(index), *map(fmt, row)]
+            for index, row in zip(frame.index, frame.itertuples(index=False))]
+    return Table([index_name, *map(str, frame.columns)], rows)
