@@ -84,12 +84,3 @@ def test_split_writes_parquet(tmp_path: Path) -> None:
 def test_datasets_list_runs(capsys: pytest.CaptureFixture) -> None:
     assert main(["datasets", "list"]) == 0
     assert "ml-100k" in capsys.readouterr().out
-
-
-def test_quickstart_on_synthetic_writes_results(tmp_path: Path) -> None:
-    out = tmp_path / "qs"
-    assert main(["quickstart", "--dataset", "synthetic", "--out", str(out)]) == 0
-    results = json.loads((out / "results.json").read_text())
-    ranking = {r["model"]: r["metrics"]["HR@10"] for r in results["ranking"]}
-    assert ranking["ials"] > ranking["most-popular"] > ranking["random"]
-    assert {r["model"] for r in results["rating"]} >= {"baseline-only", "biased-mf"}

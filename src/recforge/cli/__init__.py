@@ -7,7 +7,7 @@ import os
 import sys
 
 from recforge import __version__
-from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd
+from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, run_cmd
 from recforge.cli.common import err_console
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="recforge", description="Build, evaluate and serve recommender systems.")
     parser.add_argument("--version", action="version", version=f"recforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets_cmd, evaluate_cmd, quickstart_cmd):
+    for module in (datasets_cmd, evaluate_cmd, run_cmd, quickstart_cmd):
         module.add_parsers(sub)
     return parser
 

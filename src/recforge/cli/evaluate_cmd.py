@@ -18,7 +18,7 @@ from recforge.cli.common import (
 from recforge.data.readers import parse_column_spec
 from recforge.evaluation.metrics import parse_metric
 from recforge.evaluation.protocols import make_protocol
-from recforge.experiment import (
+from recforge.experiments.steps import (
     CANONICAL_FOLDS,
     SPLIT_METHODS,
     build_model,

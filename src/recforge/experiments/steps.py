@@ -36,8 +36,10 @@ class PreparedSplit:
 
 def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, str] | None = None,
                   data_dir: str | None = None, download: bool = True,
-                  dataset_kwargs: dict[str, Any] | None = None) -> PreparedSplit:
-    """Load ``dataset`` and split it by ``split`` (a canonical ML-100K fold or a method name)."""
+                  dataset_kwargs: dict[str, Any] | None = None,
+                  split_options: dict[str, Any] | None = None) -> PreparedSplit:
+    """Load ``dataset`` and split it by ``split`` (a canonical ML-100K fold or a method name;
+    ``split_options`` go to the splitter, e.g. ``test_fraction``)."""
     from recforge.data.datasets import load_dataset
 
     if split in CANONICAL_FOLDS:
@@ -57,7 +59,7 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
     if dataset == "synthetic":
         kwargs.setdefault("seed", seed)
     data = load_dataset(dataset, data_dir=data_dir, download=download, columns=columns, **kwargs)
-    parts = make_split(data, split, seed=seed)
+    parts = make_split(data, split, seed=seed, **(split_options or {}))
     return PreparedSplit(parts.train, parts.test, dataset, split, seed)
 
 

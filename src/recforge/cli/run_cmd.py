@@ -1,0 +1,90 @@
+"""``recforge run`` (an experiment file to a run folder) and ``recforge tune``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from recforge.cli.common import console, metrics_table, phase
+from recforge.experiments.config import Experiment, load_experiment
+from recforge.experiments.record import ExperimentRecord
+from recforge.experiments.rundir import default_run_dir, write_run
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run an experiment file and write a run folder")
+    run.add_argument("experiment", help="the experiment TOML file")
+    run.add_argument("--out", default=None, help="run folder (default: runs/<name>-<time>)")
+    run.add_argument("--no-report", action="store_true", help="skip the report")
+    run.set_defaults(func=cmd_run)
+
+    tune = sub.add_parser("tune", help="search a model's hyperparameters on a validation split")
+    tune.add_argument("experiment", help="the experiment TOML file (its [tune] section)")
+    tune.add_argument("--trials", type=int, default=None, help="number of trials")
+    tune.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    tune.add_argument("--out", default=None, help="output folder (default: runs/<name>-tune-<time>)")
+    tune.set_defaults(func=cmd_tune)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.experiment)
+    if args.no_report:
+        experiment.report.enabled = False
+    execute(experiment, args.out)
+    return 0
+
+
+def execute(experiment: Experiment, out: str | Path | None) -> Path:
+    """Run ``experiment``, write its run folder and report, print the leaderboard."""
+    from recforge.experiments.runner import run_experiment
+
+    run_dir = Path(out) if out else default_run_dir(experiment.experiment.name)
+    record = run_experiment(experiment, step=phase)
+    with phase(f"writing {run_dir}"):
+        results = write_run(record, run_dir)
+    report = write_report(record, run_dir) if experiment.report.enabled else None
+    print_leaderboard(record, results)
+    console.print(f"run folder: [bold]{run_dir}[/]")
+    if report is not None:
+        console.print(f"report: [bold]{report}[/]")
+    return run_dir
+
+
+def write_report(record: ExperimentRecord, run_dir: Path) -> Path | None:
+    """The report's HTML (else Markdown) path, or None with a notice when `recforge.report`
+    is not installed."""
+    try:
+        from recforge.report import write_report as write
+    except ImportError:
+        console.print("[yellow]note:[/] recforge.report is not available; no report written")
+        return None
+    with phase("writing the report"):
+        paths = write(record, run_dir)
+    return paths.get("html") or paths.get("markdown") or next(iter(paths.values()), None)
+
+
+def print_leaderboard(record: ExperimentRecord, results: dict[str, Any]) -> None:
+    """One table per protocol, best first, from the run's summary."""
+    for protocol, rows in results["leaderboard"].items():
+        entries: list[dict[str, Any]] = [
+            {"model": row["label"], "metrics": row["metrics"],
+             "intervals": row.get("intervals", {}), "fit_seconds": row["fit_seconds"],
+             "eval_seconds": row["eval_seconds"]} for row in rows]
+        title = f"{record.name}: {record.dataset}, {record.split.get('split', '')}, {protocol}"
+        console.print(metrics_table(entries, title=title))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from recforge.experiments.tune import require_optuna, tune_experiment, write_tune_result
+
+    experiment = load_experiment(args.experiment)
+    require_optuna()
+    result = tune_experiment(experiment, trials=args.trials, timeout=args.timeout, step=phase,
+                             notify=console.print)
+    out = Path(args.out) if args.out else default_run_dir(f"{experiment.experiment.name}-tune")
+    write_tune_result(result, out)
+    console.print(f"best {result.metric} on the validation split: {result.best_value:.4f} "
+                  f"with {result.best_params}")
+    console.print(f"wrote {out}/best.toml, trials.csv, tune.json")
+    return 0

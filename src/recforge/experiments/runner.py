@@ -1,0 +1,109 @@
+"""Run an experiment: load and split once, then per seed fit every model and evaluate it under
+every protocol, collecting an `ExperimentRecord`.
+
+The split uses ``[split] seed``, so every run seed sees the same train/test data; a run seed
+sets each model's ``seed`` hyperparameter (unless the file sets it) and the sampled
+protocols' negatives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from recforge.evaluation import Evaluator
+from recforge.evaluation.metrics import parse_metric
+from recforge.experiments.config import Experiment, resolved_config
+from recforge.experiments.record import ExperimentRecord, ModelRecord
+from recforge.experiments.steps import PreparedSplit, build_model, prepare_split
+
+Step = Callable[[str], AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def quiet_step(description: str) -> Iterator[None]:
+    """A progress step that shows nothing."""
+    yield
+
+
+def load_split(experiment: Experiment, step: Step = quiet_step) -> PreparedSplit:
+    """Load the experiment's dataset and split it as ``[split]`` says."""
+    data, split = experiment.data, experiment.split
+    with step(f"loading {data.dataset} and splitting ({split.method})"):
+        return prepare_split(data.dataset, split.method, seed=split.seed, columns=data.columns,
+                             dataset_kwargs=data.options, split_options=split.options())
+
+
+def protocol_metrics(experiment: Experiment, protocol: str) -> list[str]:
+    """The experiment's metrics that ``protocol`` can compute (beyond-accuracy metrics need
+    full ranking)."""
+    names = experiment.evaluation.metric_names()
+    if protocol.strip().lower() == "full":
+        return names
+    return [name for name in names if parse_metric(name).family != "beyond"]
+
+
+def check_data(experiment: Experiment, prepared: PreparedSplit) -> None:
+    """Problems only the loaded data shows (rating models or metrics without ratings), raised
+    before any model is trained."""
+    from recforge.models.registry import get_model_class
+
+    if prepared.train.ratings is not None:
+        return
+    needy = [label for label, model in zip(experiment.labels(), experiment.models)
+             if get_model_class(model.name).requires_ratings]
+    if needy:
+        raise ValueError(f"models {', '.join(needy)} need ratings; dataset "
+                         f"{experiment.data.dataset!r} has none")
+
+
+def run_experiment(experiment: Experiment, step: Step = quiet_step) -> ExperimentRecord:
+    """Fit and evaluate the lineup for every seed; ``step(description)`` shows progress."""
+    prepared = load_split(experiment, step)
+    check_data(experiment, prepared)
+    test_users = np.unique(prepared.test.users)
+    records = []
+    for seed in experiment.experiment.seeds:
+        evaluators = _evaluators(experiment, prepared, seed)
+        for model, label in zip(experiment.models, experiment.labels()):
+            records.append(_run_model(experiment, prepared, evaluators, model.name, label,
+                                      model.params, seed, test_users, step))
+    protocols = experiment.evaluation.protocols
+    metrics = list(dict.fromkeys(m for p in protocols for m in protocol_metrics(experiment, p)))
+    return ExperimentRecord(
+        name=experiment.experiment.name, dataset=prepared.dataset, split=prepared.summary(),
+        train=prepared.train, test=prepared.test, test_users=test_users, metrics=metrics,
+        protocols=list(protocols), models=records, config=resolved_config(experiment),
+        max_k=experiment.report.max_k)
+
+
+def _evaluators(experiment: Experiment, prepared: PreparedSplit,
+                seed: int) -> dict[str, Evaluator]:
+    """One evaluator per protocol (built before training, so bad metrics stop the run)."""
+    return {protocol: Evaluator(prepared.train, prepared.test,
+                                protocol_metrics(experiment, protocol), protocol=protocol,
+                                seed=seed, ties=experiment.evaluation.ties)
+            for protocol in experiment.evaluation.protocols}
+
+
+def _run_model(experiment: Experiment, prepared: PreparedSplit, evaluators: dict[str, Evaluator],
+               name: str, label: str, params: dict[str, Any], seed: int,
+               test_users: np.ndarray, step: Step) -> ModelRecord:
+    """Fit one model, evaluate it under every protocol and take its top-k lists."""
+    model = build_model(name, params, seed)
+    with step(f"{label} (seed {seed}): fitting"):
+        start = time.perf_counter()
+        model.fit(prepared.train)
+        fit_seconds = time.perf_counter() - start
+    results = {}
+    for protocol, evaluator in evaluators.items():
+        with step(f"{label} (seed {seed}): evaluating, {protocol}"):
+            results[protocol] = evaluator.evaluate(model)
+    top_items = model.recommend(test_users, k=experiment.report.max_k)[0]
+    return ModelRecord(label, model, seed, fit_seconds, results, top_items,
+                       list(getattr(model, "history_", [])))
