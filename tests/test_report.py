@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
@@ -126,3 +129,20 @@ def test_examples_show_titles_next_to_rated_items(record: ExperimentRecord,
         user = record.test_users[row]
         assert all(titles[i] in text for run in ctx.first.values() for i in run.top_items[row, :10])
         assert all(titles[i] in text for i, _ in analysis.top_rated(ctx, user))
+
+
+def _digests(paths: dict[str, Path]) -> dict[str, str]:
+    return {key: hashlib.sha256(path.read_bytes()).hexdigest() for key, path in paths.items()
+            if path.suffix == ".png"}
+
+
+def test_report_without_item_features_and_deterministic_figures(
+        record: ExperimentRecord, written: dict[str, Path], tmp_path: Path) -> None:
+    train = copy.copy(record.train)
+    train.item_features = None
+    bare = write_report(dataclasses.replace(record, train=train), tmp_path / "bare")
+    assert "mmr_tradeoff" in bare and "tsne" in bare  # bpr's item vectors stand in for genres
+    text = bare["markdown"].read_text()
+    assert "similarity on item vectors" in text and "popularity decile" in text
+    again = write_report(record, tmp_path / "again")
+    assert _digests(again) == _digests(written)

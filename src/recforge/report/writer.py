@@ -125,6 +125,7 @@ class _Builder:
                                 "MMR's lambda varies (lambda = 1: the model's own order).")
         figures.tradeoff(curves, self.colours, path)
         frame = pd.concat(curves, names=["model", None]).reset_index(level=0)
+        frame["lambda"] = frame["lambda"].map("{:g}".format)
         basis = "genres" if self.ctx.genres is not None else "item vectors"
         return Section("Diversity re-ranking (MMR)", [
             ("Maximal marginal relevance re-ranks each model's top 100 (recforge.rerank): "
