@@ -15,6 +15,7 @@ from recforge.models.bpr import BPR
 from recforge.models.ials import ImplicitALS
 from recforge.models.ncf import GMF, MLP, DotMF, NeuMF  # noqa: F401  (imports torch)
 from recforge.models.registry import create_model, get_model_class, model_names, register
+from recforge.models.two_tower import TwoTower  # noqa: F401  (imports torch)
 
 __all__ = [
     "BPR", "BaselineOnly", "GlobalMean", "ImplicitALS", "ItemMean", "MostPopular", "NotFittedError",

@@ -1,0 +1,499 @@
+"""Two-tower retrieval model (Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large
+Corpus Item Recommendations", RecSys 2019), on the shared neural trainer.
+
+* User tower: a user-id embedding, the user's side features (categorical columns embedded,
+  e.g. ML-100K's age bucket, gender, occupation and zip prefix; numeric columns standardised)
+  and the mean of history embeddings of the user's ``history_length`` most recent training
+  items, through a ReLU MLP (``layers``) to a unit-length vector.
+* Item tower: an item-id embedding, the item's side features (multi-hot genres, standardised
+  release year, categorical columns) and a text embedding of its ``text_columns`` (titles;
+  `recforge.data.text`: all-MiniLM-L6-v2 with the ``text`` extra, else hashed bag of words),
+  through its own MLP to a unit-length vector.
+* Score: the dot product of the two vectors (a cosine). `user_embeddings` and
+  `item_embeddings` expose them with one extra column that carries the popularity fallback of
+  unknown users, so ``score(u, i) == user_embeddings([u]) @ item_embeddings()[i]`` for every
+  user: a known user's row ends in 0, an unknown user's row is 0 except ``max popularity`` in
+  the last column, and each item's last column is its popularity over the maximum.
+
+Training (one example per training interaction, the user's history being the
+``history_length`` interactions before it in time, so training matches next-item prediction):
+in-batch sampled softmax over the batch's positive items at ``temperature`` (fixed, or learned
+with ``learn_temperature``), optionally mixed with ``uniform_negatives`` items drawn uniformly
+per batch (Yang et al., WWW 2020); the logits are corrected by ``-log`` of each candidate's
+expected count in the batch under that proposal (logQ correction; exact training frequencies
+rather than the paper's streaming estimate); accidental hits (a candidate that is a training
+positive of the row's user, the row's own positive aside) are removed. ``hard_negatives=h``
+adds a second softmax over the positive and the ``h`` highest-scoring candidates of each row
+(hard-negative mining). The trainer's ``loss``, ``negatives`` and ``sampling`` do not apply.
+
+Cold start: ids without training interactions (and ``id_dropout`` of the known ones during
+training) use a shared "unknown" id row, so the towers learn to work from features and
+history alone. `encode_items` embeds new items from their features; `encode_users` new users
+from features and/or a short history of item indices. Unknown categories, missing columns,
+unknown item indices in a history and missing texts map to the unknown/zero inputs. Feature
+vocabularies and statistics are saved as JSON, feature tensors as arrays (no pickle).
+
+Defaults were chosen on validation splits carved from training data only
+(``benchmarks/bench_two_tower.py --tune``, results in
+``benchmarks/results/bench_two_tower_tuning.json``): see that file and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recforge.data.features import SideTable
+from recforge.data.interactions import Interactions
+from recforge.data.sampling import NegativeSampler
+from recforge.data.text import embed_texts, resolve_method
+from recforge.models.registry import register
+from recforge.nn.batching import Batch
+from recforge.nn.trainer import ScoringModule, TorchRecommender
+
+#: categorical columns cut to a prefix before encoding (ML-100K's zip codes: the region)
+DEFAULT_PREFIX = {"zip": 2}
+_INIT_STD = 0.1
+_MIN_TEMPERATURE = 0.01
+
+
+# ---------------------------------------------------------------------- feature encoding
+def fit_codec(table: SideTable | None, prefix: dict[str, int],
+              text_columns: Sequence[str], text_method: str) -> dict[str, Any]:
+    """A JSON-able description of how to encode ``table``'s columns: categorical vocabularies
+    (index 0 is unknown), numeric mean and spread, multi-hot labels, text columns."""
+    if table is None:
+        return {"categorical": {}, "numeric": {}, "multihot": {}, "text": {}, "prefix": {}}
+    used_prefix = {c: n for c, n in prefix.items() if c in table.categorical}
+    vocab = {c: sorted({str(v) for v in _categories(table, c, used_prefix) if v is not None})
+             for c in table.categorical}
+    numeric = {c: [float(np.nanmean(v)) if np.isfinite(v).any() else 0.0,
+                   float(np.nanstd(v)) if np.isfinite(v).sum() > 1 else 1.0]
+               for c, v in table.numeric.items()}
+    texts = [c for c in text_columns if c in table.text]
+    return {"categorical": vocab, "numeric": numeric, "prefix": used_prefix,
+            "multihot": {c: labels for c, (labels, _) in table.multihot.items()},
+            "text": {c: text_method for c in texts}}
+
+
+def _categories(table: SideTable, column: str, prefix: dict[str, int]) -> np.ndarray:
+    values = table.categorical[column]
+    if column not in prefix:
+        return values
+    cut = pd.Series(values, dtype=object).str.slice(0, prefix[column])
+    return cut.where(cut.notna(), None).to_numpy(dtype=object)
+
+
+def encode_table(table: SideTable | None, codec: dict[str, Any],
+                 n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(categorical indices (n, C) int64, dense features (n, D) float32)`` of ``table`` by
+    ``codec``; missing columns, unknown categories and NaNs give the unknown/zero inputs."""
+    cats = np.zeros((n_rows, len(codec["categorical"])), dtype=np.int64)
+    dense: list[np.ndarray] = []
+    present = table is not None
+    for j, (column, vocab) in enumerate(codec["categorical"].items()):
+        if present and column in table.categorical:
+            values = pd.Series(_categories(table, column, codec["prefix"]), dtype=object)
+            values = values.astype(str).where(values.notna(), None)
+            cats[:, j] = pd.Index(vocab, dtype=object).get_indexer(values) + 1
+    for column, (mean, spread) in codec["numeric"].items():
+        raw = table.numeric.get(column) if present else None
+        values = np.full(n_rows, mean, np.float32) if raw is None else raw
+        dense.append(np.nan_to_num((values - mean) / (spread or 1.0))[:, None])
+    for column, labels in codec["multihot"].items():
+        dense.append(_multihot(table if present else None, column, labels, n_rows))
+    for column, method in codec["text"].items():
+        texts = table.text.get(column) if present else None
+        dense.append(embed_texts([None] * n_rows if texts is None else texts, method))
+    width = sum(d.shape[1] for d in dense)
+    out = np.concatenate(dense, axis=1) if dense else np.zeros((n_rows, 0))
+    return cats, out.astype(np.float32).reshape(n_rows, width)
+
+
+def _multihot(table: SideTable | None, column: str, labels: list[str], n_rows: int) -> np.ndarray:
+    out = np.zeros((n_rows, len(labels)), dtype=np.float32)
+    if table is None or column not in table.multihot:
+        return out
+    own_labels, matrix = table.multihot[column]
+    target = pd.Index(labels).get_indexer(own_labels)
+    keep = target >= 0
+    out[:, target[keep]] = matrix.toarray()[:, keep]
+    return out
+
+
+def codec_widths(codec: dict[str, Any], dense_width: int) -> dict[str, Any]:
+    """Input sizes of a tower: vocabulary sizes (with the unknown entry) and dense width."""
+    return {"cardinalities": [len(v) + 1 for v in codec["categorical"].values()],
+            "dense": int(dense_width)}
+
+
+# ---------------------------------------------------------------------- histories
+def _time_order(train: Interactions) -> np.ndarray:
+    """Interaction positions sorted by user, then timestamp (data order without), then item."""
+    when = train.timestamps if train.timestamps is not None else np.arange(len(train))
+    return np.lexsort((train.items, when, train.users))
+
+
+def _window(items: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: int,
+            pad: int) -> np.ndarray:
+    """Rows of the ``length`` entries of ``items`` before ``ends`` (not before ``starts``),
+    oldest first, left-padded with ``pad``."""
+    idx = ends[:, None] - length + np.arange(length)
+    return np.where(idx >= starts[:, None], items[np.maximum(idx, 0)], pad)
+
+
+def histories(train: Interactions, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    """``(users, items, history before each, final history per user)``: every training
+    interaction with the ``length`` items its user had before it, and each user's last
+    ``length`` items; padding is ``n_items``."""
+    order = _time_order(train)
+    users, items = train.users[order], train.items[order]
+    counts = np.bincount(users, minlength=train.n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    before = _window(items, np.arange(len(items)), starts[users], length, train.n_items)
+    final = _window(items, starts + counts, starts, length, train.n_items)
+    return users, items, before, final
+
+
+def pad_histories(history: Sequence[Sequence[int]], length: int, known: np.ndarray,
+                  pad: int) -> np.ndarray:
+    """A ``(len(history), length)`` array of each sequence's last ``length`` items (oldest
+    first); indices outside the catalogue or of items without training data become ``pad``."""
+    sizes = np.array([len(h) for h in history], dtype=np.int64)
+    flat = np.concatenate([np.asarray(h, dtype=np.int64).ravel() for h in history]
+                          + [np.zeros(0, np.int64)])
+    inside = (flat >= 0) & (flat < len(known))
+    flat = np.where(inside, flat, pad)
+    flat[inside] = np.where(known[flat[inside]], flat[inside], pad)
+    ends = np.cumsum(sizes)
+    return _window(flat, ends, ends - sizes, length, pad)
+
+
+# ---------------------------------------------------------------------- module
+class Tower(nn.Module):
+    """Id embedding (last row: unknown), categorical embeddings, dense features and an
+    optional pooled history through a ReLU MLP to a unit vector."""
+
+    def __init__(self, n_ids: int, id_dim: int, cardinalities: Sequence[int], cat_dim: int,
+                 dense: int, extra: int, layers: Sequence[int]):
+        super().__init__()
+        self.unknown = n_ids
+        self.ids = _embedding(n_ids + 1, id_dim)
+        self.cats = _embedding(max(1, sum(cardinalities)), cat_dim)
+        offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]]).astype(np.int64)
+        self.register_buffer("offsets", torch.from_numpy(offsets), persistent=False)
+        widths = [id_dim + len(cardinalities) * cat_dim + dense + extra, *layers]
+        blocks: list[nn.Module] = []
+        for w_in, w_out in itertools.pairwise(widths):
+            blocks += [nn.Linear(w_in, w_out), nn.ReLU()]
+        self.mlp = nn.Sequential(*blocks[:-1])
+
+    def forward(self, ids: torch.Tensor, cats: torch.Tensor, dense: torch.Tensor,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit-length outputs; ``ids`` of -1 mean unknown."""
+        ids = torch.where(ids < 0, self.unknown, ids)
+        parts = [self.ids(ids), self.cats(cats + self.offsets).flatten(1), dense]
+        return F.normalize(self.mlp(torch.cat(parts + ([] if extra is None else [extra]), 1)),
+                           dim=1)
+
+
+class TwoTowerModule(ScoringModule):
+    """The two towers, the history embeddings, the temperature and the feature tensors of the
+    training users and items (buffers, saved with the weights)."""
+
+    def __init__(self, n_users: int, n_items: int, user_widths: dict[str, Any],
+                 item_widths: dict[str, Any], id_dim: int, cat_dim: int,
+                 layers: Sequence[int], history_length: int, temperature: float,
+                 learn_temperature: bool, id_dropout: float):
+        super().__init__()
+        self.n_items = n_items
+        self.id_dropout = id_dropout
+        self.history = nn.Embedding(n_items + 1, id_dim, padding_idx=n_items)
+        nn.init.normal_(self.history.weight[:n_items], std=_INIT_STD)
+        self.user_tower = Tower(n_users, id_dim, user_widths["cardinalities"], cat_dim,
+                                user_widths["dense"], id_dim, layers)
+        self.item_tower = Tower(n_items, id_dim, item_widths["cardinalities"], cat_dim,
+                                item_widths["dense"], 0, layers)
+        self.log_temperature = nn.Parameter(torch.tensor(float(np.log(temperature))),
+                                            requires_grad=learn_temperature)
+        for name, shape, dtype in (
+                ("user_cats", (n_users, len(user_widths["cardinalities"])), torch.int64),
+                ("user_dense", (n_users, user_widths["dense"]), torch.float32),
+                ("user_history", (n_users, history_length), torch.int64),
+                ("user_ids", (n_users,), torch.int64),
+                ("item_cats", (n_items, len(item_widths["cardinalities"])), torch.int64),
+                ("item_dense", (n_items, item_widths["dense"]), torch.float32),
+                ("item_ids", (n_items,), torch.int64)):
+            self.register_buffer(name, torch.zeros(shape, dtype=dtype))
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp().clamp_min(_MIN_TEMPERATURE)
+
+    def _drop(self, ids: torch.Tensor) -> torch.Tensor:
+        """Training only: each id becomes unknown (-1) with probability ``id_dropout``."""
+        if not self.training or self.id_dropout <= 0:
+            return ids
+        return torch.where(torch.rand(ids.shape, device=ids.device) < self.id_dropout, -1, ids)
+
+    def pool(self, history: torch.Tensor) -> torch.Tensor:
+        """Mean history embedding of each row (zero for an empty history)."""
+        count = (history != self.n_items).sum(1, keepdim=True).clamp_min(1)
+        return self.history(history).sum(1) / count
+
+    def encode_users(self, ids: torch.Tensor, cats: torch.Tensor, dense: torch.Tensor,
+                     history: torch.Tensor) -> torch.Tensor:
+        """User vectors from raw inputs (id -1: unknown)."""
+        return self.user_tower(self._drop(ids), cats, dense, self.pool(history))
+
+    def encode_items(self, ids: torch.Tensor, cats: torch.Tensor,
+                     dense: torch.Tensor) -> torch.Tensor:
+        """Item vectors from raw inputs (id -1: unknown)."""
+        return self.item_tower(self._drop(ids), cats, dense)
+
+    def users(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of training users (their last items as history unless given)."""
+        history = self.user_history[users] if history is None else history
+        return self.encode_users(self.user_ids[users], self.user_cats[users],
+                                 self.user_dense[users], history)
+
+    def items(self, items: torch.Tensor) -> torch.Tensor:
+        """Vectors of catalogue items."""
+        return self.encode_items(self.item_ids[items], self.item_cats[items],
+                                 self.item_dense[items])
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores (cosines) of the pairs ``(users[n], items[n])``."""
+        return (self.users(users) * self.items(items)).sum(-1)
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users(users) @ self.item_vectors().T
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.items(torch.arange(self.n_items, device=self.item_ids.device))
+
+
+def _embedding(n: int, dim: int) -> nn.Embedding:
+    table = nn.Embedding(n, dim)
+    nn.init.normal_(table.weight, std=_INIT_STD)
+    return table
+
+
+# ---------------------------------------------------------------------- recommender
+@register("two-tower")
+class TwoTower(TorchRecommender):
+    """Two-tower retrieval model with features, history and sampled softmax (module docstring).
+
+    ``layers``: the MLP widths of each tower, the last being the embedding size; ``id_dim``:
+    id and history embedding width; ``cat_dim``: width per categorical column;
+    ``history_length``: recent items pooled into the user tower; ``temperature`` (learned
+    from that start when ``learn_temperature``); ``logq``: sampling-bias correction;
+    ``remove_accidental_hits``; ``uniform_negatives``: extra uniform candidates per batch;
+    ``hard_negatives``: hardest candidates per row in a second softmax; ``id_dropout``;
+    ``text_method``: ``auto``, ``minilm`` or ``hashed``; ``text_columns``: item text
+    columns to embed; ``category_prefix``: categorical columns cut to a prefix (default
+    `DEFAULT_PREFIX`). Training parameters: see `recforge.nn.TrainingConfig`."""
+
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "train_batch_size": 1024,
+                                                   "learning_rate": 0.003}
+
+    def __init__(self, layers: Sequence[int] = (256, 64), id_dim: int = 64, cat_dim: int = 16,
+                 history_length: int = 20, temperature: float = 0.05,
+                 learn_temperature: bool = False, logq: bool = True,
+                 remove_accidental_hits: bool = True, uniform_negatives: int = 0,
+                 hard_negatives: int = 0, id_dropout: float = 0.1, text_method: str = "auto",
+                 text_columns: Sequence[str] = ("title",),
+                 category_prefix: dict[str, int] | None = None, **training: Any):
+        self.layers = tuple(layers)
+        self.id_dim = id_dim
+        self.cat_dim = cat_dim
+        self.history_length = history_length
+        self.temperature = temperature
+        self.learn_temperature = learn_temperature
+        self.logq = logq
+        self.remove_accidental_hits = remove_accidental_hits
+        self.uniform_negatives = uniform_negatives
+        self.hard_negatives = hard_negatives
+        self.id_dropout = id_dropout
+        self.text_method = text_method
+        self.text_columns = tuple(text_columns)
+        self.category_prefix = category_prefix
+        super().__init__(**training)
+
+    # ------------------------------------------------------------------ building
+    def _check_params(self) -> None:
+        if not self.layers or any(int(w) != w or w < 1 for w in self.layers):
+            raise ValueError(f"layers must be positive widths, got {self.layers}")
+        if self.history_length < 1 or not self.temperature > 0:
+            raise ValueError("history_length must be >= 1 and temperature positive")
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.uniform_negatives < 0 or self.hard_negatives < 0:
+            raise ValueError("uniform_negatives and hard_negatives must be >= 0")
+
+    def _build_module(self) -> TwoTowerModule:
+        return TwoTowerModule(self.n_users_, self.n_items_, self.user_widths_, self.item_widths_,
+                              self.id_dim, self.cat_dim, self.layers, self.history_length,
+                              self.temperature, self.learn_temperature, self.id_dropout)
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self._check_params()
+        prefix = DEFAULT_PREFIX if self.category_prefix is None else self.category_prefix
+        method = resolve_method(self.text_method) if self.text_columns else "hashed"
+        self.user_codec_ = fit_codec(train.user_features, prefix, (), method)
+        self.item_codec_ = fit_codec(train.item_features, prefix, self.text_columns, method)
+        self._features = (encode_table(train.user_features, self.user_codec_, train.n_users),
+                          encode_table(train.item_features, self.item_codec_, train.n_items))
+        self.user_widths_ = codec_widths(self.user_codec_, self._features[0][1].shape[1])
+        self.item_widths_ = codec_widths(self.item_codec_, self._features[1][1].shape[1])
+        try:
+            super()._fit(train, valid)
+        finally:
+            for name in ("_features", "_examples", "_frequency", "_positives"):
+                self.__dict__.pop(name, None)
+
+    def _init_training(self, train: Interactions) -> None:
+        super()._init_training(train)
+        users, items, before, final = histories(train, self.history_length)
+        (user_cats, user_dense), (item_cats, item_dense) = self._features
+        known_items = train.item_counts > 0
+        values = {"user_cats": user_cats, "user_dense": user_dense, "user_history": final,
+                  "user_ids": _ids_or_unknown(train.user_counts > 0),
+                  "item_cats": item_cats, "item_dense": item_dense,
+                  "item_ids": _ids_or_unknown(known_items)}
+        with torch.no_grad():
+            for name, value in values.items():
+                getattr(self.module_, name).copy_(torch.from_numpy(value))
+        counts = train.item_counts.astype(np.float64)
+        device = self.torch_device
+        self._examples = {"user": torch.from_numpy(users), "item": torch.from_numpy(items),
+                          "history": torch.from_numpy(before)}
+        self._frequency = torch.from_numpy(counts / counts.sum()).float().to(device)
+        csr = train.binary_csr
+        self._positives = tuple(torch.from_numpy(a.astype(np.int64)).to(device)
+                                for a in (csr.indptr, csr.indices))
+
+    def _epoch_examples(self, sampler: NegativeSampler, rng: np.random.Generator) -> Batch:
+        """Every training interaction with the history before it (the same each epoch)."""
+        return self._examples
+
+    # ------------------------------------------------------------------ loss
+    def _batch_loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        """In-batch (plus uniform) sampled softmax with logQ correction, accidental hits
+        removed, and the optional hard-negative term."""
+        net: TwoTowerModule = getattr(module, "_orig_mod", module)
+        users, items = batch["user"], batch["item"]
+        candidates = items
+        if self.uniform_negatives:
+            extra = torch.randint(self.n_items_, (self.uniform_negatives,), device=items.device)
+            candidates = torch.cat([items, extra])
+        logits = (net.users(users, batch["history"]) @ net.items(candidates).T).float()
+        logits = logits / net.temperature
+        if self.logq:
+            expected = len(items) * self._frequency[candidates] + (
+                self.uniform_negatives / self.n_items_)
+            logits = logits - torch.log(expected.clamp_min(1e-12))
+        if self.remove_accidental_hits:
+            logits = logits.masked_fill(self._accidental_hits(users, candidates), -torch.inf)
+        target = torch.arange(len(items), device=items.device)
+        loss = F.cross_entropy(logits, target)
+        if self.hard_negatives:
+            loss = loss + _hard_negative_loss(logits, target, self.hard_negatives)
+        return loss
+
+    def _accidental_hits(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``(len(users), len(candidates))``: the candidate is a training positive of the
+        row's user, other than the row's own positive (the diagonal). Only the batch users'
+        positives are looked up, among the batch's distinct candidates."""
+        indptr, indices = self._positives
+        starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+        rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
+        within = torch.arange(len(rows), device=users.device) - torch.repeat_interleave(
+            lengths.cumsum(0) - lengths, lengths)
+        items = indices[torch.repeat_interleave(starts, lengths) + within]
+        distinct, column = torch.unique(candidates, return_inverse=True)
+        found = torch.searchsorted(distinct, items).clamp_max(len(distinct) - 1)
+        match = distinct[found] == items
+        hits = torch.zeros((len(users), len(distinct)), dtype=torch.bool, device=users.device)
+        hits[rows[match], found[match]] = True
+        hits = hits[:, column]
+        diagonal = torch.arange(len(users), device=users.device)
+        hits[diagonal, diagonal] = False
+        return hits
+
+    # ------------------------------------------------------------------ embeddings
+    def _vectors(self, fn: Any, *arrays: np.ndarray) -> np.ndarray:
+        """``fn`` of the arrays as tensors on the module's device, evaluated, as numpy."""
+        self._check_fitted()
+        self.module_.eval()
+        device = self.torch_device
+        with torch.no_grad():
+            out = fn(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
+        return out.float().cpu().numpy()
+
+    def _with_fallback_column(self, vectors: np.ndarray, last: np.ndarray) -> np.ndarray:
+        return np.concatenate([vectors, last[:, None].astype(np.float32)], axis=1)
+
+    def user_embeddings(self, users: Any) -> np.ndarray:
+        """``(n, layers[-1] + 1)`` vectors such that ``score(u, i)`` is their dot product with
+        `item_embeddings` (unknown users: popularity through the last column)."""
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        known = self.is_known_user(users)
+        out = np.zeros((len(users), self.layers[-1]), dtype=np.float32)
+        if known.any():
+            out[known] = self._vectors(self.module_.users, users[known])
+        last = np.where(known, 0.0, self.popularity_.max())
+        return self._with_fallback_column(out, last)
+
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, layers[-1] + 1)``: the item tower's vectors, then popularity / max."""
+        self._check_fitted()
+        return self._with_fallback_column(self.item_vectors(),
+                                           self.popularity_ / self.popularity_.max())
+
+    def encode_items(self, features: SideTable) -> np.ndarray:
+        """Embeddings (as in `item_embeddings`, last column 0) of new items from their
+        features alone."""
+        cats, dense = encode_table(features, self.item_codec_, len(features))
+        ids = np.full(len(features), -1, dtype=np.int64)
+        vectors = self._vectors(self.module_.encode_items, ids, cats, dense)
+        return self._with_fallback_column(vectors, np.zeros(len(features)))
+
+    def encode_users(self, features: SideTable | None = None,
+                     history: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+        """Embeddings (as in `user_embeddings`, last column 0) of new users from their
+        features and/or their recent item indices (oldest first)."""
+        if features is None and history is None:
+            raise ValueError("encode_users needs features, a history or both")
+        n = len(features) if features is not None else len(history)
+        if history is not None and len(history) != n:
+            raise ValueError(f"{len(history)} histories for {n} users")
+        cats, dense = encode_table(features, self.user_codec_, n)
+        pad = self.n_items_
+        rows = (np.full((n, self.history_length), pad, dtype=np.int64) if history is None else
+                pad_histories(history, self.history_length, self.popularity_ > 0, pad))
+        ids = np.full(n, -1, dtype=np.int64)
+        vectors = self._vectors(self.module_.encode_users, ids, cats, dense, rows)
+        return self._with_fallback_column(vectors, np.zeros(n))
+
+
+def _ids_or_unknown(known: np.ndarray) -> np.ndarray:
+    """Each index where ``known``, else -1 (the unknown id)."""
+    return np.where(known, np.arange(len(known)), -1).astype(np.int64)
+
+
+def _hard_negative_loss(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Softmax of each row's positive against its ``k`` highest-scoring negatives."""
+    negatives = logits.clone()
+    negatives[target, target] = -torch.inf
+    hardest = negatives.topk(min(k, negatives.shape[1] - 1), dim=1).values
+    both = torch.cat([logits[target, target][:, None], hardest], 1)
+    return F.cross_entropy(both, torch.zeros_like(target))
