@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from rich.markup import escape
+
 from recforge import __version__
 from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, run_cmd
 from recforge.cli.common import err_console
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RECFORGE_DEBUG"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[bold red]error:[/] {message}")
+        err_console.print(f"[bold red]error:[/] {escape(str(message))}")
         return 2
 
 

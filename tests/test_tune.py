@@ -1,0 +1,138 @@
+"""`recforge tune`: TPE search on a validation split carved from training data only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recforge.cli import main
+from recforge.data.interactions import Interactions
+from recforge.evaluation import Evaluator
+from recforge.experiments.config import ExperimentConfigError, load_experiment, parse_experiment
+from recforge.experiments.runner import load_split
+from recforge.experiments.tune import BUILTIN_SPACES, tune_experiment
+from recforge.models.base import Recommender
+from recforge.models.registry import get_model_class
+
+pytest.importorskip("optuna")
+
+TUNE = """
+[experiment]
+name = "tune-tiny"
+seeds = [0]
+
+[data]
+dataset = "synthetic"
+options = { n_users = 120, n_items = 150, n_interactions = 3000 }
+
+[split]
+method = "leave-last-out"
+
+[evaluation]
+protocols = ["full"]
+metrics = ["ndcg"]
+
+[[models]]
+name = "most-popular"
+
+[[models]]
+name = "ials"
+params = { epochs = 2 }
+
+[tune]
+model = "ials"
+metric = "ndcg@10"
+trials = 4
+
+[tune.space]
+factors = { type = "int", low = 4, high = 32, log = true }
+regularization = { low = 0.1, high = 100.0, log = true }
+"""
+
+
+def _pairs(data: Interactions) -> set[int]:
+    return set((data.users.astype(np.int64) * data.n_items + data.items).tolist())
+
+
+def test_tune_never_passes_test_interactions_to_fit_or_evaluate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = parse_experiment(TUNE)
+    test_pairs = _pairs(load_split(exp).test)
+    seen: list[Interactions] = []
+    fit, init = Recommender.fit, Evaluator.__init__
+
+    def spy_fit(self: Recommender, train: Interactions, valid: Interactions | None = None):
+        seen.extend(d for d in (train, valid) if d is not None)
+        return fit(self, train, valid)
+
+    def spy_init(self: Evaluator, train: Interactions, test: Interactions, *args, **kwargs):
+        seen.extend((train, test))
+        init(self, train, test, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "fit", spy_fit)
+    monkeypatch.setattr(Evaluator, "__init__", spy_init)
+    result = tune_experiment(exp)
+    assert len(seen) >= 2 + 4  # the evaluator's two parts and one fit per trial
+    assert all(not (_pairs(data) & test_pairs) for data in seen)
+    assert result.validation["method"] == "leave-last-out"
+    assert len(result.trials) == 4
+
+
+def test_tune_writes_a_runnable_best_file_and_trials_deterministically(tmp_path: Path) -> None:
+    path = tmp_path / "tune.toml"
+    path.write_text(TUNE)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["tune", str(path), "--trials", "3", "--out", str(out)]) == 0
+    info = [json.loads((out / "tune.json").read_text()) for out in outs]
+    assert info[0]["best_params"] == info[1]["best_params"]
+    assert info[0]["best_value"] == info[1]["best_value"]
+    assert info[0]["n_trials"] == 3 and info[0]["metric"] == "NDCG@10"
+    trials = pd.read_csv(outs[0] / "trials.csv")
+    assert len(trials) == 3 and trials["value"].max() == pytest.approx(info[0]["best_value"])
+    best = load_experiment(outs[0] / "best.toml")
+    ials = next(m for m in best.models if m.name == "ials")
+    assert ials.params["factors"] == info[0]["best_params"]["factors"]
+    assert ials.params["epochs"] == 2  # the file's fixed parameters are kept
+    assert [m.name for m in best.models] == ["most-popular", "ials"]
+
+
+def test_builtin_spaces_name_real_parameters() -> None:
+    for name, space in BUILTIN_SPACES.items():
+        assert set(space) <= set(get_model_class(name)._param_names()), name
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('model = "ials"', 'model = "bpr"'), "tune.model: unknown model label 'bpr'"),
+    (("factors = {", "factorz = {"), "tune.space.factorz: unknown parameter of ials"),
+    (("low = 4, high = 32", "low = 32, high = 4"), "tune.space.factors: needs low < high"),
+    (('type = "int"', 'type = "integer"'), "tune.space.factors.type: must be 'int'"),
+    (("trials = 4", "trials = 0"), "tune.trials: must be at least 1"),
+    (('metric = "ndcg@10"', 'metric = "ndcg"'), "tune.metric: metric 'ndcg' needs a cutoff"),
+    (('model = "ials"', 'model = "most-popular"'), "tune.space.factors: unknown parameter"),
+])
+def test_bad_tune_sections_are_named(edit: tuple[str, str], message: str) -> None:
+    old, new = edit
+    with pytest.raises(ExperimentConfigError, match="^exp.toml: .*") as info:
+        parse_experiment(TUNE.replace(old, new), source="exp.toml")
+    assert message in str(info.value)
+
+
+def test_model_without_builtin_space_needs_one() -> None:
+    text = TUNE.split("[tune.space]")[0].replace('model = "ials"', 'model = "most-popular"')
+    with pytest.raises(ExperimentConfigError, match="no built-in search space"):
+        parse_experiment(text)
+
+
+def test_missing_optuna_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "tune.toml"
+    path.write_text(TUNE)
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    assert main(["tune", str(path)]) == 2
+    assert "pip install 'recforge[tune]'" in capsys.readouterr().err
