@@ -9,10 +9,16 @@ the model's own exact `recommend` answers. Users the model does not know (unknow
 no training interactions) get the model's cold-start answer, popular items, never an error.
 
 New users described by features and/or a history of item ids (`recommend_for`) need an
-encoder: the ``encoder`` argument, or else the model's ``encode_users`` method, called as
-``encoder(features=..., history=...)`` with ``history`` an array of internal item indices
-and returning one query vector (``(dim,)`` or ``(1, dim)``). Without one, the popular items
-the user has not interacted with are returned.
+encoder: the ``encoder`` argument, or else the model's ``encode_users`` method, called with
+the batch convention of `encode_users` for one user, ``encoder(features=features,
+history=[items])`` (``features``: the caller's one-row feature table or None; ``items``:
+internal item indices), returning one query vector (``(1, dim)`` or ``(dim,)``) in the
+space of the item embeddings. Without an encoder, or with neither features nor a known
+history, the popular items the user has not interacted with are returned.
+
+A saved model folder can carry its catalogue (`save_catalogue`: external user and item ids
+and titles in ``catalogue.npz``, plain string/number arrays, no pickle), so that
+`load_retriever` serves it without the training data.
 
 `similar` ranks items by the cosine similarity of the model's item vectors (as
 `Recommender.similar_items` does) through a second index over the unit-length vectors,
@@ -23,14 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recforge.data.interactions import IdMap, Interactions
+from recforge.io import atomic_path
+from recforge.models.base import Recommender
 from recforge.retrieval.index import VectorIndex, make_index
 
 Encoder = Callable[..., Any]
+CATALOGUE_FILE = "catalogue.npz"
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,8 @@ class Retriever:
     @classmethod
     def from_data(cls, model: Any, data: Interactions, **kwargs: Any) -> Retriever:
         """A retriever using ``data``'s id maps and item titles (the ``title`` text column)."""
-        titles = None
-        if data.item_features is not None and "title" in data.item_features.text:
-            titles = data.item_features.align(data.item_map).text["title"]
-        return cls(model, user_map=data.user_map, item_map=data.item_map, titles=titles,
-                   **kwargs)
+        return cls(model, user_map=data.user_map, item_map=data.item_map,
+                   titles=item_titles(data), **kwargs)
 
     def _build_index(self, vectors: np.ndarray | None) -> VectorIndex | None:
         if vectors is None:
@@ -116,12 +123,12 @@ class Retriever:
         items = _to_index(self.item_map, np.asarray(history)) if len(history) else \
             np.empty(0, dtype=np.int64)
         items = items[items >= 0]
-        if self.encoder is None or self.index is None:
+        if self.encoder is None or self.index is None or (features is None and not len(items)):
             allowed = np.ones(self.model.n_items_, dtype=bool)
             allowed[items] = False
             top, scores = self.model.recommend([-1], k, candidates=allowed)
             return self._answer(top[0], scores[0], "popularity")
-        query = np.asarray(self.encoder(features=features, history=items), dtype=np.float32)
+        query = np.asarray(self.encoder(features=features, history=[items]), dtype=np.float32)
         top, scores = self.index.search(query.reshape(1, -1), k, exclude=[items])
         return self._answer(top[0], scores[0], "encoder")
 
@@ -157,6 +164,44 @@ class Retriever:
         ids = items if self.item_map is None else self.item_map.to_external(items)
         titles = None if self.titles is None else [self.titles[i] for i in items]
         return Recommendations(items, ids, scores, titles, source)
+
+
+def item_titles(data: Interactions) -> np.ndarray | None:
+    """Titles aligned with ``data``'s item indices (its ``title`` text column), or None."""
+    if data.item_features is None or "title" not in data.item_features.text:
+        return None
+    return data.item_features.align(data.item_map).text["title"]
+
+
+def save_catalogue(folder: str | Path, data: Interactions) -> Path:
+    """Write ``data``'s external user/item ids and item titles into a saved model's folder."""
+    titles = item_titles(data)
+    arrays = {"user_ids": data.user_map.ids, "item_ids": data.item_map.ids}
+    if titles is not None:
+        arrays["titles"] = np.array(["" if t is None else str(t) for t in titles], dtype=str)
+    path = Path(folder) / CATALOGUE_FILE
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
+
+
+def load_retriever(model_path: str | Path, data: Interactions | None = None,
+                   **kwargs: Any) -> Retriever:
+    """A retriever over a saved model, with ids and titles from ``data``, else from the
+    folder's catalogue (`save_catalogue`), else internal indices and no titles."""
+    model = Recommender.load(model_path)
+    if data is not None:
+        if (data.n_users, data.n_items) != (model.n_users_, model.n_items_):
+            raise ValueError(f"the data has {data.n_users} users x {data.n_items} items; the "
+                             f"model was trained on {model.n_users_} x {model.n_items_}")
+        return Retriever.from_data(model, data, **kwargs)
+    catalogue = Path(model_path) / CATALOGUE_FILE
+    if not catalogue.is_file():
+        return Retriever(model, **kwargs)
+    with np.load(catalogue, allow_pickle=False) as npz:
+        titles = [t or None for t in npz["titles"].tolist()] if "titles" in npz else None
+        return Retriever(model, user_map=IdMap(npz["user_ids"]), item_map=IdMap(npz["item_ids"]),
+                         titles=titles, **kwargs)
 
 
 def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
