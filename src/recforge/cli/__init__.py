@@ -9,7 +9,7 @@ import sys
 from rich.markup import escape
 
 from recforge import __version__
-from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, run_cmd
+from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, retrieval_cmd, run_cmd
 from recforge.cli.common import err_console
 
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="recforge", description="Build, evaluate and serve recommender systems.")
     parser.add_argument("--version", action="version", version=f"recforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets_cmd, evaluate_cmd, run_cmd, quickstart_cmd):
+    for module in (datasets_cmd, evaluate_cmd, run_cmd, quickstart_cmd, retrieval_cmd):
         module.add_parsers(sub)
     return parser
 
