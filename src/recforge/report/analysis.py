@@ -25,6 +25,8 @@ CUTOFF = 10
 N_DECILES = 10
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 ACTIVITY_QUANTILES = 4
+#: most test users re-ranked for the MMR trade-off curve
+TRADEOFF_USERS = 10_000
 
 
 @dataclass
@@ -65,13 +67,25 @@ class Context:
     def n_active(self) -> int:
         return int((self.record.train.user_counts > 0).sum())
 
+    @property
+    def diversity_basis(self) -> str:
+        """What intra-list diversity is measured on, in words."""
+        return "genres" if self.genres is not None else "item vectors"
+
     def diversity_features(self, run: ModelRecord) -> np.ndarray | sp.spmatrix | None:
         """Genres when the data has them, else the model's item vectors (or None)."""
         return self.genres if self.genres is not None else run.model.item_vectors()
 
-    def hits(self, items: np.ndarray) -> np.ndarray:
-        """``(n_test_users, K)`` hits of lists in ``top_items`` row order."""
-        return _lookup(self.relevance, items)[0]
+    def hits(self, items: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Hits of lists for the test users at positions ``rows`` (``top_items`` row order)."""
+        return _lookup(self.relevance[rows], items)[0]
+
+    def sample_rows(self, limit: int, seed: int = 0) -> np.ndarray:
+        """Positions of at most ``limit`` test users (all when fewer), drawn with ``seed``."""
+        n = len(self.record.test_users)
+        if n <= limit:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def cutoff_curves(ctx: Context) -> dict[str, dict[str, np.ndarray]]:
@@ -89,7 +103,8 @@ def cutoff_curves(ctx: Context) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _list_beyond(ctx: Context, items: np.ndarray, features) -> dict[str, float]:
+def _list_beyond(ctx: Context, items: np.ndarray,
+                 features: np.ndarray | sp.spmatrix | None) -> dict[str, float]:
     k = min(CUTOFF, items.shape[1])
     diversity = (np.nanmean(m.intra_list_diversity(items, features, k))
                  if features is not None else np.nan)
@@ -155,20 +170,23 @@ def by_activity(ctx: Context, protocol: str, name: str) -> pd.DataFrame:
 
 
 def tradeoff(ctx: Context, labels: list[str]) -> dict[str, pd.DataFrame]:
-    """NDCG@10 and intra-list diversity of MMR-re-ranked lists for each lambda in `LAMBDAS`."""
+    """NDCG@10 and intra-list diversity of MMR-re-ranked lists for each lambda in `LAMBDAS`,
+    over the test users (a seeded sample of `TRADEOFF_USERS` when there are more)."""
+    sample = ctx.sample_rows(TRADEOFF_USERS)
+    ideal = m.ideal_binary_gains(ctx.n_relevant[sample], CUTOFF)
     out = {}
     for label in labels:
         run = ctx.first[label]
         features = ctx.diversity_features(run)
         if features is None:
             continue
-        ideal = m.ideal_binary_gains(ctx.n_relevant, CUTOFF)
         rows = []
         for lam in LAMBDAS:
             items = MMRReranker(lam, similarity=features).rerank(
-                run.model, ctx.record.test_users, CUTOFF)
+                run.model, ctx.record.test_users[sample], CUTOFF)
+            hits = ctx.hits(items, sample)
             rows.append({"lambda": lam,
-                         "NDCG@10": float(np.nanmean(m.ndcg(ctx.hits(items), ideal, CUTOFF))),
+                         "NDCG@10": float(np.nanmean(m.ndcg(hits, ideal, CUTOFF))),
                          "Diversity@10": float(np.nanmean(
                              m.intra_list_diversity(items, features, CUTOFF)))})
         out[label] = pd.DataFrame(rows)

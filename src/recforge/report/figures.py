@@ -89,7 +89,8 @@ def activity_buckets(table: pd.DataFrame, name: str, colours: dict, path: Path) 
     fig = _figure(10, 4)
     ax = fig.add_subplot()
     models = table.drop(columns="users")
-    models.index = [f"{bucket}\n{users} users" for bucket, users in zip(table.index, table["users"])]
+    models.index = [f"{bucket}\n{users} users"
+                    for bucket, users in zip(table.index, table["users"])]
     _grouped_bars(ax, models, colours)
     ax.set_xlabel("training interactions of the user")
     ax.set_ylabel(name)

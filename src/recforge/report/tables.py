@@ -15,8 +15,8 @@ from recforge.report.document import Table
 #: metric kinds where lower is better
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 ALPHA = 0.05
-INTERVAL_RULE = ("Each cell is the mean over a label's seeds (± their standard deviation when there "
-                 "are several); the bracket is the 95% percentile "
+INTERVAL_RULE = ("Each cell is the mean over a label's seeds (± their standard deviation when "
+                 "there are several); the bracket is the 95% percentile "
                  "bootstrap interval (1,000 resamples of users) of the first seed's run (lowest "
                  "seed). Paired tests (t-test and Wilcoxon signed-rank over the users both runs "
                  "evaluated) compare each model's first-seed run with the best model's on the "

@@ -6,6 +6,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recforge.experiments.record import ExperimentRecord
@@ -24,6 +25,7 @@ from recforge.report.tables import (
     runs_by_label,
     seed_mean,
 )
+from recforge.rerank.mmr import DEFAULT_CANDIDATES
 
 FIGURES = "figures"
 #: models re-ranked for the MMR trade-off (the best ones with a similarity available)
@@ -61,7 +63,8 @@ class _Builder:
 
     def _interval_frames(self, protocol: str, summaries: Intervals) -> list[pd.DataFrame]:
         """Mean over seeds, low and high (models x per-user metrics) under ``protocol``."""
-        groups = {label: runs_by_label(self.record)[label] for label in self.ctx.order}
+        by_label = runs_by_label(self.record)
+        groups = {label: by_label[label] for label in self.ctx.order}
         per_label = {label: summaries.get((label, protocol), {}) for label in groups}
         names = list(dict.fromkeys(n for s in per_label.values() for n in s))
         mean = pd.DataFrame({n: [seed_mean(groups[lb], protocol, n) for lb in groups]
@@ -111,10 +114,10 @@ class _Builder:
         path, fig = self.figure("beyond_accuracy", "Catalogue coverage, intra-list diversity, "
                                 "novelty and average popularity of the top-10 lists.")
         figures.metric_bars(table, self.colours, path, cols=len(table.columns))
-        basis = "genres" if self.ctx.genres is not None else "item vectors"
         return Section("Coverage, diversity and novelty", [
-            (f"Top-10 lists of the first seed. Diversity: mean pairwise cosine distance on "
-            f"{basis}. Novelty: mean -log2(pop / active users). ARP: mean training popularity.")],
+            ("Top-10 lists of the first seed. Diversity: mean pairwise cosine distance on "
+             f"{self.ctx.diversity_basis}. Novelty: mean -log2(pop / active users). ARP: mean "
+             "training popularity.")],
             [frame_table(table, "model")], [fig])
 
     def tradeoff(self) -> Section | None:
@@ -126,12 +129,13 @@ class _Builder:
         figures.tradeoff(curves, self.colours, path)
         frame = pd.concat(curves, names=["model", None]).reset_index(level=0)
         frame["lambda"] = frame["lambda"].map("{:g}".format)
-        basis = "genres" if self.ctx.genres is not None else "item vectors"
         return Section("Diversity re-ranking (MMR)", [
-            ("Maximal marginal relevance re-ranks each model's top 100 (recforge.rerank): "
-            "lambda * relevance - (1 - lambda) * max cosine similarity to the items already "
-            f"chosen, relevance min-max scaled per user, similarity on {basis}. Full ranking, "
-            "all test users, first seed.")],
+            (f"Maximal marginal relevance (recforge.rerank) re-orders each model's top "
+             f"{DEFAULT_CANDIDATES}: lambda * relevance - (1 - lambda) * max cosine similarity "
+             "to the items already chosen, relevance min-max scaled per user, similarity on "
+             f"{self.ctx.diversity_basis}. Full ranking, first seed, "
+             f"{min(len(self.record.test_users), analysis.TRADEOFF_USERS):,} test users (a "
+             "seeded sample when there are more).")],
             [frame_table(frame.set_index("model"), "model")], [fig])
 
     def _tradeoff_labels(self) -> list[str]:
@@ -173,7 +177,7 @@ class _Builder:
             section.tables.append(self._example(row, titles))
         return section
 
-    def _example(self, row: int, titles) -> Table:
+    def _example(self, row: int, titles: np.ndarray) -> Table:
         user = int(self.record.test_users[row])
         relevant = set(self.ctx.relevance[row].indices.tolist())
         rated = [f"{titles[i]} ({v:g})" for i, v in analysis.top_rated(self.ctx, user)]

@@ -21,6 +21,7 @@ from recforge.evaluation.metrics import _unit_rows
 from recforge.models.base import Recommender
 
 Similarity = str | np.ndarray | sp.spmatrix
+DEFAULT_CANDIDATES = 100
 
 
 def item_genres(data: Interactions, column: str = "genres") -> sp.csr_matrix | None:
@@ -50,14 +51,15 @@ class MMRReranker:
     (dense or sparse, one row per item). ``batch_size`` users are re-ranked at once.
     """
 
-    def __init__(self, lambda_: float = 0.5, candidates: int = 100,
+    def __init__(self, lambda_: float = 0.5, candidates: int = DEFAULT_CANDIDATES,
                  similarity: Similarity = "vectors", batch_size: int = 256):
         if not 0.0 <= lambda_ <= 1.0:
             raise ValueError(f"lambda_ must be in [0, 1], got {lambda_}")
         if candidates < 1:
             raise ValueError("candidates must be at least 1")
         if isinstance(similarity, str) and similarity != "vectors":
-            raise ValueError(f"similarity must be 'vectors' or a feature matrix, not {similarity!r}")
+            raise ValueError("similarity must be 'vectors' or a feature matrix, "
+                             f"not {similarity!r}")
         self.lambda_ = lambda_
         self.candidates = candidates
         self.similarity = similarity
