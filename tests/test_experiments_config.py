@@ -144,3 +144,10 @@ def test_toml_writer_round_trips_values() -> None:
     assert math.isinf(tomllib.loads(tomlw.dumps({"t": {"v": math.inf}}))["t"]["v"])
     with pytest.raises(TypeError, match="cannot write"):
         tomlw.dumps({"t": {"v": object()}})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_example_files_are_valid(path: Path) -> None:
+    exp = load_experiment(path)
+    assert exp.models and exp.data.dataset == "ml-100k"
