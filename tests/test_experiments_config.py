@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from recforge.experiments import tomlw
 from recforge.experiments.config import (
@@ -65,18 +65,18 @@ def test_good_file_is_typed_and_defaults_fill_in() -> None:
 @pytest.mark.parametrize(("edit", "expected"), [
     (("[split]", "[split]\nfractoin = 0.1"), "exp.toml: split.fractoin: unknown key 'fractoin'"),
     (("[evaluation]", "[evaluation]\nmetrik = []"), "did you mean 'metrics'"),
-    (("[experiment]", "[experimnt]\n[experiment]"), "unknown key 'experimnt'; did you mean "
-                                                    "'experiment'"),
-    (('name = "ials"', 'name = "ialz"'), "models[1].name: unknown model 'ialz'; did you mean "
-                                         "'ials'"),
-    (("factors = 8", "factor = 8"), "models[1].params.factor: unknown parameter of ials "
-                                    "'factor'; did you mean 'factors'"),
+    (("[experiment]", "[experimnt]\n[experiment]"), ("unknown key 'experimnt'; did you mean "
+                                                    "'experiment'")),
+    (('name = "ials"', 'name = "ialz"'), ("models[1].name: unknown model 'ialz'; did you mean "
+                                         "'ials'")),
+    (("factors = 8", "factor = 8"), ("models[1].params.factor: unknown parameter of ials "
+                                    "'factor'; did you mean 'factors'")),
     (("seeds = [0, 1]", 'seeds = "0"'), "experiment.seeds: expected a list, got a string"),
     (("seeds = [0, 1]", 'seeds = [0, "a"]'), "experiment.seeds[1]: expected int, got a string"),
-    (("test_fraction = 0.25", "test_fraction = true"), "split.test_fraction: expected float, "
-                                                       "got a boolean"),
-    (('method = "random"', 'method = "leave-last-out"'), "split.test_fraction: does not apply "
-                                                         "to split method 'leave-last-out'"),
+    (("test_fraction = 0.25", "test_fraction = true"), ("split.test_fraction: expected float, "
+                                                       "got a boolean")),
+    (('method = "random"', 'method = "leave-last-out"'), ("split.test_fraction: does not apply "
+                                                         "to split method 'leave-last-out'")),
     (('method = "random"', 'method = "u1"'), "canonical ML-100K fold"),
     (('"sampled-49"', '"sampled"'), "evaluation.protocols[0]: unknown protocol 'sampled'"),
     (('"ndcg@5"', '"ndgc@5"'), "evaluation.metrics: unknown metric 'ndgc@5'"),
@@ -84,14 +84,14 @@ def test_good_file_is_typed_and_defaults_fill_in() -> None:
     (('protocols = ["sampled-49", "full"]', 'protocols = ["sampled-49"]'),
      "Coverage@10, Coverage@20 need the 'full' protocol"),
     (('label = "iALS small"', 'label = "most-popular"'), "labels must be unique"),
-    (("factors = 8", 'factors = "8"'), "models[1].params.factors: expected int (the default "
-                                       "is 64), got a string '8'"),
+    (("factors = 8", 'factors = "8"'), ("models[1].params.factors: expected int (the default "
+                                       "is 64), got a string '8'")),
     (("factors = 8", "factors = 8.5"), "models[1].params.factors: expected int"),
     (('name = "most-popular"', 'name = "most-popular"\nparams = { k = 1 }'),
      "models[0].params.k: unknown parameter of most-popular 'k'"),
     (("n_users = 100", "n_userz = 100"), "data.options.n_userz: unknown option"),
-    (('dataset = "synthetic"', 'dataset = "no-such-thing"'), "data.dataset: 'no-such-thing' is "
-                                                             "neither a registered dataset"),
+    (('dataset = "synthetic"', 'dataset = "no-such-thing"'), ("data.dataset: 'no-such-thing' is "
+                                                             "neither a registered dataset")),
     (("seeds = [0, 1]", "seeds = [0, 0]"), "experiment.seeds: repeats a seed"),
 ])
 def test_malformed_files_name_the_key_and_problem(edit: tuple[str, str], expected: str) -> None:

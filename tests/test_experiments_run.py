@@ -11,8 +11,8 @@ import pytest
 
 from recforge.cli import main
 from recforge.experiments.config import load_experiment, parse_experiment, resolved_config
-from recforge.experiments.runner import load_split, run_experiment
 from recforge.experiments.rundir import metrics_file_name, write_run
+from recforge.experiments.runner import load_split, run_experiment
 from recforge.models.base import Recommender
 
 TINY = """

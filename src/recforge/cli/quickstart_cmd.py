@@ -4,7 +4,6 @@ report and print the leaderboard."""
 from __future__ import annotations
 
 import argparse
-import tomllib
 from importlib import resources
 from typing import Any
 
@@ -12,6 +11,7 @@ from recforge.cli.common import console
 from recforge.cli.run_cmd import execute
 from recforge.experiments.config import Experiment, experiment_from_dict
 from recforge.experiments.steps import default_dataset
+from recforge.experiments.tomlw import tomllib
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

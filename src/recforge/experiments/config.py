@@ -16,9 +16,8 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from recforge.evaluation.metrics import METRICS
+from recforge.experiments.tomlw import tomllib
 
 LOWER_IS_BETTER = frozenset({"RMSE", "MAE"})
 #: the order of the sections in a written experiment file

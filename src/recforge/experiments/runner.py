@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from recforge.data.interactions import Interactions
 from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import parse_metric
-from recforge.experiments.config import Experiment, resolved_config
+from recforge.experiments.config import Experiment, ModelSection, resolved_config
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.experiments.steps import PreparedSplit, build_model, prepare_split
 
@@ -67,12 +68,15 @@ def run_experiment(experiment: Experiment, step: Step = quiet_step) -> Experimen
     prepared = load_split(experiment, step)
     check_data(experiment, prepared)
     test_users = np.unique(prepared.test.users)
-    records = []
+    records: list[ModelRecord] = []
+    total = len(experiment.models) * len(experiment.experiment.seeds)
     for seed in experiment.experiment.seeds:
         evaluators = _evaluators(experiment, prepared, seed)
         for model, label in zip(experiment.models, experiment.labels()):
-            records.append(_run_model(experiment, prepared, evaluators, model.name, label,
-                                      model.params, seed, test_users, step))
+            where = f"{len(records) + 1}/{total} {label} (seed {seed})"
+            records.append(_run_model(model, label, seed, prepared.train, evaluators,
+                                      test_users, experiment.report.max_k,
+                                      _labelled(step, where)))
     protocols = experiment.evaluation.protocols
     metrics = list(dict.fromkeys(m for p in protocols for m in protocol_metrics(experiment, p)))
     return ExperimentRecord(
@@ -80,6 +84,11 @@ def run_experiment(experiment: Experiment, step: Step = quiet_step) -> Experimen
         train=prepared.train, test=prepared.test, test_users=test_users, metrics=metrics,
         protocols=list(protocols), models=records, config=resolved_config(experiment),
         max_k=experiment.report.max_k)
+
+
+def _labelled(step: Step, prefix: str) -> Step:
+    """``step`` with every description prefixed by ``prefix: ``."""
+    return lambda description: step(f"{prefix}: {description}")
 
 
 def _evaluators(experiment: Experiment, prepared: PreparedSplit,
@@ -91,19 +100,19 @@ def _evaluators(experiment: Experiment, prepared: PreparedSplit,
             for protocol in experiment.evaluation.protocols}
 
 
-def _run_model(experiment: Experiment, prepared: PreparedSplit, evaluators: dict[str, Evaluator],
-               name: str, label: str, params: dict[str, Any], seed: int,
-               test_users: np.ndarray, step: Step) -> ModelRecord:
-    """Fit one model, evaluate it under every protocol and take its top-k lists."""
-    model = build_model(name, params, seed)
-    with step(f"{label} (seed {seed}): fitting"):
+def _run_model(entry: ModelSection, label: str, seed: int, train: Interactions,
+               evaluators: dict[str, Evaluator], test_users: np.ndarray, max_k: int,
+               step: Step) -> ModelRecord:
+    """Fit one model, evaluate it under every protocol and take its top-``max_k`` lists."""
+    model = build_model(entry.name, entry.params, seed)
+    with step("fitting"):
         start = time.perf_counter()
-        model.fit(prepared.train)
+        model.fit(train)
         fit_seconds = time.perf_counter() - start
     results = {}
     for protocol, evaluator in evaluators.items():
-        with step(f"{label} (seed {seed}): evaluating, {protocol}"):
+        with step(f"evaluating, {protocol}"):
             results[protocol] = evaluator.evaluate(model)
-    top_items = model.recommend(test_users, k=experiment.report.max_k)[0]
+    top_items = model.recommend(test_users, k=max_k)[0]
     return ModelRecord(label, model, seed, fit_seconds, results, top_items,
                        list(getattr(model, "history_", [])))

@@ -1,4 +1,5 @@
-"""A small TOML writer for resolved experiment files (the standard library only reads TOML).
+"""TOML for experiment files: the reader (`tomllib`, or `tomli` before Python 3.11) and a
+small writer for resolved experiment files (the standard library only reads TOML).
 
 Top-level dict values become ``[tables]``, lists of dicts ``[[arrays of tables]]``; inside a
 table, a dict holding further dicts becomes a sub-table and any other dict an inline table.
@@ -10,7 +11,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["dumps", "tomllib"]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
