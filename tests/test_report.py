@@ -16,7 +16,7 @@ from recforge.data.splits import make_split
 from recforge.evaluation import Evaluator
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.models import create_model
-from recforge.report import analysis, write_report
+from recforge.report import analysis, figures, write_report
 from recforge.report.tables import leaderboard, ranked_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -148,3 +148,10 @@ def test_report_without_item_features_and_deterministic_figures(
     assert "similarity on item vectors" in text and "popularity decile" in text
     again = write_report(record, tmp_path / "again")
     assert _digests(again) == _digests(written)
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("ndcg@10", True), ("neg_rmse", True), ("HR@5", True),
+    ("samples_per_second", False), ("seconds", False), ("lr", False)])
+def test_training_curves_plot_validation_metrics_only(key: str, expected: bool) -> None:
+    assert figures.is_validation_metric(key) is expected

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from recforge.evaluation.metrics import parse_metric
 
 DPI = 100
 OTHER = "other"
@@ -146,11 +149,21 @@ def tsne_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], groups: np.ndarray
     return _save(fig, path)
 
 
+def is_validation_metric(key: str) -> bool:
+    """True for an epoch record's validation metric: a metric name such as ``ndcg@10``, or
+    ``neg_<metric>`` (the early-stopping score of rating models)."""
+    try:
+        parse_metric(key.removeprefix("neg_"))
+    except ValueError:
+        return False
+    return True
+
+
 def training_curves(histories: dict[str, list[dict]], colours: dict, path: Path) -> Path:
-    """Training loss (log scale) and every validation figure per epoch, one line per model."""
-    keys = sorted({key for history in histories.values() for record in history for key in record}
-                  - {"epoch", "loss", "seconds"})
-    panels = ["loss", *keys]
+    """Training loss (log scale) and each validation metric per epoch, one line per model;
+    other per-epoch figures (throughput, sample counts) are left out."""
+    keys = {key for history in histories.values() for record in history for key in record}
+    panels = ["loss", *sorted(filter(is_validation_metric, keys))]
     fig = _figure(5 * len(panels), 3.8)
     for i, key in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
@@ -160,6 +173,7 @@ def training_curves(histories: dict[str, list[dict]], colours: dict, path: Path)
                 ax.plot(*zip(*points), marker=".", color=colours[label], label=label)
         if key == "loss":
             ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key if key == "loss" else f"validation {key}")
         ax.grid(alpha=0.3)
