@@ -98,7 +98,8 @@ def test_accidental_hits_mask_other_positives_of_the_row_user(featured: Interact
     other = np.setdiff1d(np.arange(featured.n_items), csr[user].indices)[:1]
     users = torch.tensor([user, user, user])
     candidates = torch.from_numpy(np.concatenate([pos, other, pos[:1]]))
-    hits = model._accidental_hits(users, candidates).numpy()
+    distinct, column = torch.unique(candidates, return_inverse=True)
+    hits = model._accidental_hits(users, distinct, column).numpy()
     assert hits.tolist() == [[False, True, True, False, True],
                              [True, False, True, False, True],
                              [True, True, False, False, True]]

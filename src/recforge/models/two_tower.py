@@ -305,7 +305,7 @@ class TwoTower(TorchRecommender):
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "train_batch_size": 1024,
                                                    "learning_rate": 0.003}
 
-    def __init__(self, layers: Sequence[int] = (256, 64), id_dim: int = 64, cat_dim: int = 16,
+    def __init__(self, layers: Sequence[int] = (128, 64), id_dim: int = 64, cat_dim: int = 16,
                  history_length: int = 20, temperature: float = 0.05,
                  learn_temperature: bool = False, logq: bool = True,
                  remove_accidental_hits: bool = True, uniform_negatives: int = 0,
@@ -395,31 +395,35 @@ class TwoTower(TorchRecommender):
         if self.uniform_negatives:
             extra = torch.randint(self.n_items_, (self.uniform_negatives,), device=items.device)
             candidates = torch.cat([items, extra])
-        logits = (net.users(users, batch["history"]) @ net.items(candidates).T).float()
+        # each distinct candidate goes through the item tower once
+        distinct, column = torch.unique(candidates, return_inverse=True)
+        vectors = net.items(distinct)
+        logits = (net.users(users, batch["history"]) @ vectors.T).float()[:, column]
         logits = logits / net.temperature
         if self.logq:
             expected = len(items) * self._frequency[candidates] + (
                 self.uniform_negatives / self.n_items_)
             logits = logits - torch.log(expected.clamp_min(1e-12))
         if self.remove_accidental_hits:
-            logits = logits.masked_fill(self._accidental_hits(users, candidates), -torch.inf)
+            logits = logits.masked_fill(self._accidental_hits(users, distinct, column),
+                                        -torch.inf)
         target = torch.arange(len(items), device=items.device)
         loss = F.cross_entropy(logits, target)
         if self.hard_negatives:
             loss = loss + _hard_negative_loss(logits, target, self.hard_negatives)
         return loss
 
-    def _accidental_hits(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """``(len(users), len(candidates))``: the candidate is a training positive of the
-        row's user, other than the row's own positive (the diagonal). Only the batch users'
-        positives are looked up, among the batch's distinct candidates."""
+    def _accidental_hits(self, users: torch.Tensor, distinct: torch.Tensor,
+                         column: torch.Tensor) -> torch.Tensor:
+        """``(len(users), len(column))``: candidate ``distinct[column[j]]`` is a training
+        positive of row ``i``'s user, other than the row's own positive (the diagonal). Only
+        the batch users' positives are looked up, among the sorted distinct candidates."""
         indptr, indices = self._positives
         starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
         rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
         within = torch.arange(len(rows), device=users.device) - torch.repeat_interleave(
             lengths.cumsum(0) - lengths, lengths)
         items = indices[torch.repeat_interleave(starts, lengths) + within]
-        distinct, column = torch.unique(candidates, return_inverse=True)
         found = torch.searchsorted(distinct, items).clamp_max(len(distinct) - 1)
         match = distinct[found] == items
         hits = torch.zeros((len(users), len(distinct)), dtype=torch.bool, device=users.device)
