@@ -36,7 +36,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cmd.add_argument(target, required=True, help="an external id")
         cmd.add_argument("-k", type=int, default=10)
         cmd.add_argument("--index", default="auto", choices=("auto", *INDEX_KINDS),
-                         help="vector index kind (auto: exact below 50k items, else HNSW)")
+                         help="vector index kind (auto: exact below 50k items, else IVF-Flat)")
         _add_dataset_arguments(cmd, default=None)
         cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
         cmd.set_defaults(func=cmd_recommend if name == "recommend" else cmd_similar)

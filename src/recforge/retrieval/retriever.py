@@ -3,7 +3,7 @@
 A `Retriever` wraps a fitted model. When the model exposes the retrieval factorisation
 (`Recommender.user_embeddings` / `item_embeddings`, whose inner products are its scores), the
 item embeddings go into a `VectorIndex` (`make_index("auto")` by default: exact for small
-catalogues, HNSW for large ones) and a request encodes the user, searches the index with the
+catalogues, IVF-Flat for large ones) and a request encodes the user, searches the index with the
 user's training items excluded and maps the result to external ids and titles. Otherwise
 the model's own exact `recommend` answers. Users the model does not know (unknown ids, or
 no training interactions) get the model's cold-start answer, popular items, never an error.
