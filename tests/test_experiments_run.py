@@ -167,3 +167,12 @@ def test_split_seed_is_shared_by_every_run_seed() -> None:
     split = load_split(exp)
     assert len(split.test) == round(0.3 * (len(split.train) + len(split.test)))
     assert split.seed == 4
+
+
+def test_an_unrelated_folder_is_never_replaced(tiny_file: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["run", str(tiny_file), "--out", str(tmp_path / "mine")]) == 2
+    assert "not an earlier run's folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -9,7 +9,7 @@ from typing import Any
 from recforge.cli.common import console, metrics_table, phase
 from recforge.experiments.config import Experiment, load_experiment
 from recforge.experiments.record import ExperimentRecord
-from recforge.experiments.rundir import default_run_dir, write_run
+from recforge.experiments.rundir import check_output_dir, default_run_dir, write_run
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,7 @@ def execute(experiment: Experiment, out: str | Path | None) -> Path:
     from recforge.experiments.runner import run_experiment
 
     run_dir = Path(out) if out else default_run_dir(experiment.experiment.name)
+    check_output_dir(run_dir)
     record = run_experiment(experiment, step=phase)
     with phase(f"writing {run_dir}"):
         results = write_run(record, run_dir)
@@ -80,9 +81,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment)
     require_optuna()
+    out = Path(args.out) if args.out else default_run_dir(f"{experiment.experiment.name}-tune")
+    check_output_dir(out, ("tune.json",))
     result = tune_experiment(experiment, trials=args.trials, timeout=args.timeout, step=phase,
                              notify=console.print)
-    out = Path(args.out) if args.out else default_run_dir(f"{experiment.experiment.name}-tune")
     write_tune_result(result, out)
     console.print(f"best {result.metric} on the validation split: {result.best_value:.4f} "
                   f"with {result.best_params}")

@@ -43,10 +43,25 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{name}-{stamp}"
 
 
+#: files that mark an earlier run's folder (``results.json``: the quickstart before run folders)
+RUN_MARKERS = ("summary.json", "results.json")
+
+
+def check_output_dir(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) -> None:
+    """Refuse to replace a non-empty folder that is not an earlier output (none of
+    ``markers`` in it)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or (
+            any(path.iterdir()) and not any((path / m).is_file() for m in markers))):
+        raise FileExistsError(f"{path} exists and is not an earlier run's folder (no "
+                              f"{' or '.join(markers)}); choose another output folder")
+
+
 def write_run(record: ExperimentRecord, run_dir: str | Path) -> dict[str, Any]:
-    """Write the configuration, environment, per-user metrics and summary (atomically);
-    returns the summary."""
+    """Write the configuration, environment, per-user metrics and summary (atomically,
+    replacing an earlier run's folder); returns the summary."""
     run_dir = Path(run_dir)
+    check_output_dir(run_dir)
     results = summary(record)
     with atomic_dir(run_dir) as tmp:
         (tmp / "config.resolved.toml").write_text(tomlw.dumps(record.config))

@@ -212,9 +212,10 @@ def require_optuna() -> Any:
 def write_tune_result(result: TuneResult, out_dir: str | Path) -> Path:
     """``best.toml`` (the runnable experiment with the best hyperparameters), ``trials.csv``
     and ``tune.json``, written atomically into ``out_dir``."""
-    from recforge.experiments.rundir import package_versions, write_json
+    from recforge.experiments.rundir import check_output_dir, package_versions, write_json
 
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, ("tune.json",))
     with atomic_dir(out_dir) as tmp:
         (tmp / "best.toml").write_text(tomlw.dumps(resolved_config(result.experiment)))
         result.trials.to_csv(tmp / "trials.csv", index=False)
