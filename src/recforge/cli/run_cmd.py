@@ -77,7 +77,12 @@ def print_leaderboard(record: ExperimentRecord, results: dict[str, Any]) -> None
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from recforge.experiments.tune import require_optuna, tune_experiment, write_tune_result
+    from recforge.experiments.tune import (
+        format_params,
+        require_optuna,
+        tune_experiment,
+        write_tune_result,
+    )
 
     experiment = load_experiment(args.experiment)
     require_optuna()
@@ -87,6 +92,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
                              notify=console.print)
     write_tune_result(result, out)
     console.print(f"best {result.metric} on the validation split: {result.best_value:.4f} "
-                  f"with {result.best_params}")
+                  f"with {format_params(result.best_params)}")
     console.print(f"wrote {out}/best.toml, trials.csv, tune.json")
     return 0

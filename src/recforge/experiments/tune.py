@@ -175,7 +175,7 @@ def tune_experiment(experiment: Experiment, trials: int | None = None,
 
     def report(study: Any, trial: Any) -> None:
         notify(f"trial {trial.number + 1}/{n_trials}: {metric} {trial.value:.4f} "
-               f"(best {study.best_value:.4f}) {trial.params}")
+               f"(best {study.best_value:.4f}) {format_params(trial.params)}")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -189,6 +189,12 @@ def tune_experiment(experiment: Experiment, trials: int | None = None,
     return TuneResult(target.name, metric, float(study.best_value), best,
                       study.trials_dataframe(), dataclasses.replace(experiment, models=models),
                       parts.summary())
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """``name=value`` pairs, floats to four significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
 
 
 def _suggest(trial: Any, name: str, space: ParamSpace) -> Any:
