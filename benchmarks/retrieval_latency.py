@@ -137,9 +137,10 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def measure(model: Recommender, index: VectorIndex, users: np.ndarray, user_ids: np.ndarray,
-            exact: np.ndarray, warmup_ids: np.ndarray) -> dict[str, Any]:
-    """Time the retriever over ``index`` and score its recall."""
-    retriever = Retriever(model, index)
+            exact: np.ndarray, warmup_ids: np.ndarray, user_map: IdMap | None) -> dict[str, Any]:
+    """Time the retriever over ``index`` (external ids through ``user_map``) and score its
+    recall."""
+    retriever = Retriever(model, index, user_map=user_map)
     load_before = os.getloadavg()[0]
     latencies, found = time_queries(retriever, user_ids, warmup_ids)
     return {
@@ -179,7 +180,8 @@ def sweep_grid(n: int, kinds: set[str]) -> list[tuple[str, dict[str, Any], list[
 
 
 def run_sweep(model: Recommender, users: np.ndarray, user_ids: np.ndarray, exact: np.ndarray,
-              warmup_ids: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
+              warmup_ids: np.ndarray, user_map: IdMap | None,
+              args: argparse.Namespace) -> list[dict[str, Any]]:
     """One row per (index kind, setting)."""
     vectors = model.item_embeddings()
     rows = []
@@ -189,7 +191,7 @@ def run_sweep(model: Recommender, users: np.ndarray, user_ids: np.ndarray, exact
         for knob in knobs:
             if knob:
                 index.tune(**knob)
-            row = measure(model, index, users, user_ids, exact, warmup_ids)
+            row = measure(model, index, users, user_ids, exact, warmup_ids, user_map)
             rows.append(row | {"build_seconds": seconds})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         users = rng.integers(0, model.n_users_, args.queries)
         user_ids = data.user_map.to_external(users)
         warmup_ids = data.user_map.to_external(rng.integers(0, model.n_users_, args.warmup))
+        user_map = data.user_map
         source = {"dataset": args.dataset, "model": args.model}
     else:
         model = synthetic_model(args.items, args.dim, args.clusters, args.queries + args.warmup,
@@ -238,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         users = np.arange(args.queries)
         user_ids = users
         warmup_ids = np.arange(args.queries, args.queries + args.warmup)
+        user_map = None
         source = {"dataset": "clustered-synthetic", "clusters": args.clusters}
     vectors = model.item_embeddings()
     print(f"data ready in {time.perf_counter() - start:.1f}s: {vectors.shape}", flush=True)
@@ -247,11 +251,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "queries": args.queries, "warmup": args.warmup, "k": K,
                               "seed": args.seed, "machine": machine()}
     if args.sweep:
-        result["sweep"] = run_sweep(model, users, user_ids, exact, warmup_ids, args)
+        result["sweep"] = run_sweep(model, users, user_ids, exact, warmup_ids, user_map, args)
     else:
         index = make_index(args.index, len(vectors), **parse_params(args.param))
         index, seconds = timed_build(index, vectors, args.build_threads)
-        result |= measure(model, index, users, user_ids, exact, warmup_ids)
+        result |= measure(model, index, users, user_ids, exact, warmup_ids, user_map)
         result["build_seconds"] = seconds
         print(json.dumps({k: v for k, v in result.items() if k != "machine"}))
     if args.json:
