@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RECFORGE_DEBUG"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[bold red]error:[/] {escape(str(message))}")
+        err_console.print(f"[bold red]error:[/] {escape(str(message))}", soft_wrap=True)
         return 2
 
 
