@@ -44,7 +44,11 @@ epochs; without the logQ correction 0.624; 256-64 towers were level with 128-64 
 0.724), so the cheaper ones; ``id_dropout`` 0.3 was level with 0.1 on cold-item Recall@50
 (0.688 vs 0.684 among the cold items, 0.270 vs 0.276 among all). Learning rate 0.003,
 batches of 1,024, 64-wide id and history embeddings, 20 history items and 16-wide
-categorical embeddings were set beforehand and not tuned (time); nor was the synthetic set.
+categorical embeddings were set beforehand and not tuned (time). The synthetic implicit set
+(the same inner leave-last-out, ``--tune-sets synthetic``,
+``bench_two_tower_tuning_synthetic.json``) agreed on every choice: at 10 epochs the defaults
+gave validation sampled HR@10 0.806, temperature 0.05 0.792, no logQ 0.707, 256-64 towers
+0.804, id dropout 0.3 0.795.
 """
 
 from __future__ import annotations
