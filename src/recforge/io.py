@@ -1,13 +1,16 @@
-"""Atomic file writes: a crash never leaves a half-written file or folder behind."""
+"""Atomic file writes (a crash never leaves a half-written file or folder behind) and the
+versioned JSON metadata of saved folders."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -52,3 +55,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_metadata(folder: str | os.PathLike, filename: str, what: str,
+                  version: int) -> dict[str, Any]:
+    """The JSON ``filename`` of a saved ``what`` (model, index) folder, checked for ``version``."""
+    folder = Path(folder)
+    meta_file = folder / filename
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a saved recforge {what} (no {filename})")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format_version") != version:
+        raise ValueError(f"{folder}: unsupported {what} format version "
+                         f"{meta.get('format_version')!r}")
+    return meta

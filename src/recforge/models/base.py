@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.io import atomic_dir
+from recforge.io import atomic_dir, read_metadata
 from recforge.topk import top_k
 
 FORMAT_VERSION = 1
@@ -289,13 +289,7 @@ class Recommender:
         from recforge.models.registry import get_model_class
 
         path = Path(path)
-        meta_file = path / "model.json"
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} is not a saved recforge model (no model.json)")
-        meta = json.loads(meta_file.read_text())
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported model format version {version!r}")
+        meta = read_metadata(path, "model.json", "model", FORMAT_VERSION)
         model_cls = get_model_class(meta["model"])
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise TypeError(f"{path} holds a {model_cls.__name__}, not a {cls.__name__}")

@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recforge.io import atomic_dir
+from recforge.io import atomic_dir, read_metadata
 from recforge.topk import top_k
 
 FORMAT_VERSION = 1
@@ -188,13 +188,7 @@ class VectorIndex:
     def load(cls, path: str | Path) -> VectorIndex:
         """Load an index written by `save` (any kind; never unpickles)."""
         path = Path(path)
-        meta_file = path / "index.json"
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} is not a saved recforge index (no index.json)")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported index format version "
-                             f"{meta.get('format_version')!r}")
+        meta = read_metadata(path, "index.json", "index", FORMAT_VERSION)
         index = _new_index(meta["kind"], meta["settings"])
         index.dim = int(meta["dim"])
         index._ids = np.load(path / "ids.npy", allow_pickle=False)
