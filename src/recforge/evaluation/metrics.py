@@ -192,7 +192,7 @@ def catalog_coverage(items: np.ndarray, n_items: int, k: int) -> float:
     return float(recommended_mask(items, n_items, k).mean())
 
 
-def _unit_rows(features: np.ndarray | sp.spmatrix, items: np.ndarray) -> np.ndarray:
+def unit_rows(features: np.ndarray | sp.spmatrix, items: np.ndarray) -> np.ndarray:
     """Dense L2-normalised feature rows of ``items`` (zero rows stay zero)."""
     rows = features[items]
     rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows, dtype=np.float64)
@@ -205,7 +205,7 @@ def intra_list_diversity(items: np.ndarray, features: np.ndarray | sp.spmatrix,
     """Diversity@K: mean ``1 - cosine`` over the pairs of each user's top-``k`` items."""
     top, valid = _valid_top(items, k)
     n, width = top.shape
-    unit = _unit_rows(features, top.ravel()).reshape(n, width, -1)
+    unit = unit_rows(features, top.ravel()).reshape(n, width, -1)
     distance = 1.0 - np.einsum("nkd,nld->nkl", unit, unit)
     pair = valid[:, :, None] & valid[:, None, :] & np.triu(np.ones((width, width), bool), 1)
     return _divide((distance * pair).sum(axis=(1, 2)), pair.sum(axis=(1, 2)))

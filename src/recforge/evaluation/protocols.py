@@ -110,7 +110,7 @@ class FullRanking(Protocol):
             batch = users[lo:lo + batch_size]
             items, _ = model.recommend(batch, k=k, exclude_seen=True)
             rel = relevance[batch]
-            hits, gains = _lookup(rel, items)
+            hits, gains = lookup_hits(rel, items)
             rank, auc = _complete_ranks(model, batch, rel) if complete else (None, None)
             yield RankedCases(np.arange(lo, lo + len(batch)), hits, gains, _ideal_gains(rel, k),
                               np.diff(rel.indptr), items, rank, auc)
@@ -191,7 +191,7 @@ def _row_ids(mat: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr))
 
 
-def _lookup(rel: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lookup_hits(rel: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hits and gains of each listed item: a search of (row, item) keys in ``rel``'s keys."""
     n_cols = rel.shape[1]
     keys = _row_ids(rel).astype(np.int64) * n_cols + rel.indices

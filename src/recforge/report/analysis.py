@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge.evaluation import metrics as m
-from recforge.evaluation.protocols import _lookup
+from recforge.evaluation.protocols import lookup_hits
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.report.tables import ranked_labels, runs_by_label
 from recforge.rerank import MMRReranker, item_genres
@@ -78,7 +78,7 @@ class Context:
 
     def hits(self, items: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Hits of lists for the test users at positions ``rows`` (``top_items`` row order)."""
-        return _lookup(self.relevance[rows], items)[0]
+        return lookup_hits(self.relevance[rows], items)[0]
 
     def sample_rows(self, limit: int, seed: int = 0) -> np.ndarray:
         """Positions of at most ``limit`` test users (all when fewer), drawn with ``seed``."""

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.evaluation.metrics import _unit_rows
+from recforge.evaluation.metrics import unit_rows
 from recforge.models.base import Recommender
 
 Similarity = str | np.ndarray | sp.spmatrix
@@ -91,7 +91,7 @@ class MMRReranker:
         ``scores``; vectorised over rows, one step per output position."""
         valid = items >= 0
         relevance = minmax_relevance(scores, valid)
-        unit = _unit_rows(features, np.maximum(items, 0).ravel()).reshape(*items.shape, -1)
+        unit = unit_rows(features, np.maximum(items, 0).ravel()).reshape(*items.shape, -1)
         rows = np.arange(len(items))
         max_sim = np.zeros(items.shape)
         open_ = valid.copy()
