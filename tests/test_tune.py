@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_module
 
 from recforge.cli import main
 from recforge.data.interactions import Interactions
@@ -19,7 +20,7 @@ from recforge.experiments.tune import BUILTIN_SPACES, tune_experiment
 from recforge.models.base import Recommender
 from recforge.models.registry import get_model_class
 
-pytest.importorskip("optuna")
+require_module("optuna")  # skips outside CI only
 
 TUNE = """
 [experiment]
