@@ -28,12 +28,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, TypeError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # InputError and the standard bad-value/path errors
         if os.environ.get("RECFORGE_DEBUG"):
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[bold red]error:[/] {escape(str(message))}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted", soft_wrap=True)
+        return 130
+    except Exception as exc:  # anything else is a bug in recforge, not bad input
+        if os.environ.get("RECFORGE_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error (this is a bug in recforge; rerun with "
+                          f"RECFORGE_DEBUG=1 for the traceback):[/] "
+                          f"{escape(type(exc).__name__)}: {escape(one_line(exc))}",
+                          soft_wrap=True)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (an ``OSError`` with its path)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge.data.features import SideTable
+from recforge.errors import UnknownNameError
 
 DuplicatePolicy = Literal["latest", "first", "sum", "error", "keep"]
 MatrixValues = Literal["auto", "binary", "rating", "weight"]
@@ -58,7 +59,7 @@ class IdMap:
         idx = self._index.get_indexer(values).astype(np.int64)
         if missing == "raise" and (idx < 0).any():
             bad = values[idx < 0][:5].tolist()
-            raise KeyError(f"unknown ids: {bad}")
+            raise UnknownNameError(f"unknown ids: {bad}")
         return idx
 
     def to_external(self, index: Any) -> np.ndarray:
@@ -140,7 +141,7 @@ class Interactions:
         """
         for col in (user, item):
             if col not in df.columns:
-                raise KeyError(f"{source}: missing column {col!r} (have {list(df.columns)})")
+                raise UnknownNameError(f"{source}: missing column {col!r} (have {list(df.columns)})")
         rating = _default_col(df, rating, "rating")
         timestamp = _default_col(df, timestamp, "timestamp")
         weight = _default_col(df, weight, "weight")
@@ -410,7 +411,7 @@ def _column(values: Any, dtype: Any, n: int, label: str) -> np.ndarray | None:
 def _default_col(df: pd.DataFrame, given: str | None, default: str) -> str | None:
     if given is not None:
         if given not in df.columns:
-            raise KeyError(f"missing column {given!r} (have {list(df.columns)})")
+            raise UnknownNameError(f"missing column {given!r} (have {list(df.columns)})")
         return given
     return default if default in df.columns else None
 

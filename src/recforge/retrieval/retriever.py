@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from recforge.data.interactions import IdMap, Interactions
+from recforge.errors import UnknownNameError
 from recforge.io import atomic_path
 from recforge.models.base import Recommender
 from recforge.retrieval.index import VectorIndex, make_index
@@ -137,7 +138,7 @@ class Retriever:
         _check_k(k)
         index = int(_to_index(self.item_map, item)[0])
         if index < 0:
-            raise KeyError(f"unknown item id {_plain(item)!r}")
+            raise UnknownNameError(f"unknown item id {_plain(item)!r}")
         if self._similar_index is None:
             self._unit = self._unit_item_vectors()
             self._similar_index = self._build_index(self._unit)

@@ -1,0 +1,40 @@
+"""The errors recforge raises for bad input, shared by every layer.
+
+The command line turns an `InputError` (and any ``ValueError`` or ``OSError``, the standard
+library's words for a bad value or an unusable path) into one line and exit status 2. Any
+other exception is a bug in recforge: exit 1 with a line saying so, and the traceback under
+``RECFORGE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, an argument, a parameter, a saved folder. The message
+    is one line naming what is wrong and where."""
+
+
+class ParameterError(InputError, TypeError):
+    """A hyperparameter (or option) has the wrong type or a value outside its declared range.
+
+    Also a ``TypeError`` so that code catching the standard type error still sees it."""
+
+
+class CorruptFileError(InputError):
+    """A saved recforge file or folder (a model, an index, a catalogue) is damaged, tampered
+    with or incomplete."""
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """An output path holds something recforge did not write; it is never replaced."""
+
+
+class ConcurrentWriteError(InputError):
+    """Another process is writing the same output (its advisory lock is held)."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A name or id that is not there: a model, a column, a user, an item. Also a ``KeyError``
+    for code that looks things up."""
+
+    __str__ = BaseException.__str__  # the message itself, not KeyError's quoted repr
