@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from conftest import write_fake_ml100k
 
+from recforge.cli import main
 from recforge.data import datasets
 from recforge.data.datasets import (
     DatasetNotFoundError,
+    Integrity,
     dataset_info,
     dataset_names,
     known_checksums,
     load_dataset,
     read_sums,
+    resolve_and_verify,
     resolve_dataset,
     write_sums,
 )
 from recforge.data.download import ChecksumError, sha256_file
+from recforge.errors import CorruptFileError
 
 ML1M_FILES = ("ratings.dat", "movies.dat", "users.dat")
 
@@ -134,14 +140,123 @@ def test_embedded_ml100k_sums_match_the_real_files(ml100k_dir: Path) -> None:
     assert sums == read_sums(ml100k_dir / "SHA256SUMS")
     assert sums == {name: sha256_file(ml100k_dir / name) for name in sums}
     assert set(sums) == set(datasets.get_spec("ml-100k").files)
-    assert resolve_dataset("ml-100k", ml100k_dir, download=False) == ml100k_dir
+    assert resolve_and_verify("ml-100k", ml100k_dir, download=False) == (ml100k_dir, Integrity(
+        True, "its files match the known SHA-256 sums of ml-100k"))
 
 
 def test_checksums_json_is_well_formed() -> None:
     table = json.loads((Path(datasets.__file__).parent / "checksums.json").read_text())
-    assert set(table) <= set(dataset_names())
-    for entry in table.values():
-        assert all(len(digest) == 64 for digest in entry["files"].values())
+    downloadable = [name for name in dataset_names() if datasets.get_spec(name).archive]
+    assert sorted(name for name in table if not name.startswith("_")) == sorted(downloadable)
+    for name in downloadable:
+        archive = table[name]["archive"]
+        assert (archive is None) == (name in ("ml-10m", "ml-latest"))
+        if archive is None:
+            assert table[name]["note"] and datasets.known_archive(name) is None
+            continue
+        assert re.fullmatch(r"[0-9a-f]{64}", archive["sha256"]) and archive["size"] > 0
+        assert archive["source"].startswith("tensorflow/datasets: tensorflow_datasets/")
+        assert datasets.known_archive(name) == datasets.ArchiveSum(**archive)
+        assert all(re.fullmatch(r"[0-9a-f]{64}", d) for d in table[name].get("files", {}).values())
+
+
+def test_a_folder_without_recorded_sums_is_unverified(
+        tmp_path: Path, isolated_data_env: Path) -> None:
+    folder = fake_ml1m(tmp_path / "ml-1m")
+    path, integrity = resolve_and_verify("ml-1m", folder)
+    assert path == folder and not integrity.verified
+    assert str(integrity) == f"unverified (no {folder / 'SHA256SUMS'} to check its files against)"
+    write_sums(folder)  # sums of whatever is there: still not from a verified archive
+    assert str(resolve_and_verify("ml-1m", folder)[1]).startswith(
+        f"unverified ({folder / 'SHA256SUMS'} does not come from an archive that matched")
+    ml10m = fake_ml10m(tmp_path / "ml-10M100K")
+    assert str(resolve_and_verify("ml-10m", ml10m)[1]) == (
+        f"unverified (no published checksum for ml-10m; no {ml10m / 'SHA256SUMS'} to check "
+        "its files against)")
+
+
+def fake_ml10m(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("ratings.dat", "movies.dat", "tags.dat"):
+        (folder / name).write_text(f"{name}\n")
+    return folder
+
+
+@pytest.mark.parametrize("line", ["nonsense", "abc  u.data", f"{'0' * 64}", f"{'g' * 64}  x"])
+def test_a_malformed_sums_file_is_a_one_line_error(
+        tmp_path: Path, isolated_data_env: Path, line: str) -> None:
+    folder = fake_ml1m(tmp_path / "ml-1m")
+    (folder / "SHA256SUMS").write_text(f"# archive ml-1m.zip sha256 {'0' * 64}\n{line}\n")
+    with pytest.raises(CorruptFileError) as info:
+        resolve_dataset("ml-1m", folder)
+    assert str(info.value) == f"{folder / 'SHA256SUMS'}:2: not a '<sha256>  <file name>' line"
+
+
+def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+VERIFIED_WORD = re.compile(r"\bverified\b")
+
+
+def test_cli_download_says_unverified_without_a_published_sum(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(tmp_path))
+    fake_ml10m(tmp_path / "ml-10m")
+    status, out, err = cli(capsys, "datasets", "download", "ml-10m")
+    assert status == 0 and err == ""
+    assert "unverified (no published checksum for ml-10m" in out
+    assert not VERIFIED_WORD.search(out)
+
+
+def test_cli_download_says_verified_for_known_sums(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    folder = write_fake_ml100k(tmp_path / "ml-100k")
+    sums = {path.name: sha256_file(path) for path in folder.iterdir()}
+    monkeypatch.setattr(datasets, "known_checksums", lambda name: sums)
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(tmp_path))
+    status, out, _ = cli(capsys, "datasets", "download", "ml-100k")
+    assert status == 0 and "unverified" not in out
+    assert f"ml-100k is at {folder}: verified (its files match the known SHA-256 sums" in out
+
+
+def test_cli_info_states_the_verification(
+        tmp_path: Path, isolated_data_env: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = write_fake_ml100k(tmp_path / "ml-100k")
+    (folder / "u.data").write_text("1\t1\t5\t874965758\n")
+    status, _, err = cli(capsys, "datasets", "info", "ml-100k", "--data-dir", str(folder))
+    assert status == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and f"{folder / 'u.data'}: SHA-256 mismatch" in err
+    fake = fake_ml10m(tmp_path / "ml-10M100K")
+    (fake / "ratings.dat").write_text("1::1::5::838985046\n2::1::3::838983525\n")
+    (fake / "movies.dat").write_text("1::Toy Story (1995)::Animation\n")
+    status, out, _ = cli(capsys, "datasets", "info", "ml-10m", "--data-dir", str(fake), "--json")
+    assert status == 0
+    assert json.loads(out[out.index("{"):])["integrity"].startswith("unverified (no published checksum")
+
+
+def test_cli_list_says_which_datasets_have_a_published_sum(
+        isolated_data_env: Path, capsys: pytest.CaptureFixture) -> None:
+    status, out, _ = cli(capsys, "datasets", "list")
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
+    assert status == 0 and "checksum" in out
+    assert " none " in rows["ml-10m"] and " none " in rows["ml-latest"]
+    assert " published " in rows["ml-1m"] and " published " in rows["ml-25m"]
+
+
+def test_cli_incomplete_data_dir_is_a_one_line_error(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "ratings.dat").write_text("1::1::5::1\n")
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(tmp_path))
+    status, out, err = cli(capsys, "datasets", "download", "ml-1m")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "$RECFORGE_DATA_DIR has it incomplete" in err and "missing movies.dat, users.dat" in err
 
 
 def test_load_dataset_reads_a_file_with_a_mapping(tmp_path: Path) -> None:

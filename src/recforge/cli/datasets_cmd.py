@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from rich.markup import escape
 from rich.table import Table
 
 from recforge.cli.common import console, phase
@@ -21,7 +22,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--no-download", action="store_true")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
-    download = actions.add_parser("download", help="download and verify a dataset")
+    download = actions.add_parser(
+        "download", help="download a dataset; says whether a published checksum verified it")
     download.add_argument("name")
     download.set_defaults(func=cmd_download)
 
@@ -30,37 +32,47 @@ def cmd_list(args: argparse.Namespace) -> int:
     from recforge.data.datasets import dataset_info, dataset_names
 
     table = Table(title="Datasets")
-    for column in ("name", "description", "ratings", "found at"):
+    for column in ("name", "description", "ratings", "checksum", "found at"):
         table.add_column(column)
     for name in dataset_names():
         info = dataset_info(name)
         ratings = f"{info['ratings']:,}" if info.get("ratings") else "-"
         where = info.get("local") or ("[dim]generated[/]" if name == "synthetic"
                                       else "[dim]not downloaded[/]")
-        table.add_row(name, info["description"], ratings, str(where))
+        published = "-" if info["url"] is None else (
+            "published" if info["archive_sha256"] else "none")
+        table.add_row(name, info["description"], ratings, published, escape(str(where)))
     console.print(table)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from recforge.data.datasets import load_dataset
+    from recforge.data.datasets import get_spec, load_dataset, resolve_and_verify
 
     with phase(f"loading {args.name}"):
-        data = load_dataset(args.name, data_dir=args.data_dir, download=not args.no_download)
-    info = data.describe()
+        if get_spec(args.name).archive is None:
+            status, data_dir = "generated in memory: nothing to verify", args.data_dir
+        else:
+            data_dir, integrity = resolve_and_verify(args.name, args.data_dir,
+                                                     download=not args.no_download)
+            status = str(integrity)
+        data = load_dataset(args.name, data_dir=data_dir, download=not args.no_download)
+    info = {**data.describe(), "folder": str(data_dir) if data_dir else None,
+            "integrity": status}
     if args.json:
         console.print_json(json.dumps(info, default=str))
         return 0
     table = Table(title=f"Dataset {args.name}", show_header=False)
     for key, value in info.items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     console.print(table)
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from recforge.data.datasets import resolve_dataset
+    from recforge.data.datasets import resolve_and_verify
 
-    path = resolve_dataset(args.name, download=True)
-    console.print(f"[green]{args.name}[/] is at {path} (checksums verified)")
+    folder, integrity = resolve_and_verify(args.name, download=True)
+    console.print(f"[green]{escape(args.name)}[/] is at {escape(str(folder))}: "
+                  f"{escape(str(integrity))}", soft_wrap=True)
     return 0

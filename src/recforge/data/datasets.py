@@ -4,8 +4,15 @@ A registered dataset is looked for in (1) the ``data_dir`` argument (the dataset
 itself or its parent), (2) ``$RECFORGE_DATA_DIR/<name>``, (3) the cache
 ``$RECFORGE_CACHE_DIR/<name>`` (default ``~/.cache/recforge/<name>``), and otherwise (4)
 downloaded from GroupLens into the cache (base URL overridable with
-``$RECFORGE_DOWNLOAD_URL``). Files are checked against SHA-256 sums: the ones shipped in
-``checksums.json`` when known, else the ``SHA256SUMS`` written into the folder on extraction.
+``$RECFORGE_DOWNLOAD_URL``).
+
+Integrity: ``checksums.json`` ships the published SHA-256 (and size) of each archive that has
+one, with its source, and per-file sums for ML-100K. A download is checked against the
+archive's sum; extraction then records every file's sum, and the archive's, in the folder's
+``SHA256SUMS``. A folder is *verified* when its files match the shipped per-file sums, or
+match sums recorded from an archive whose sum matched the shipped one; it is *unverified*
+when no published sum applies (``ml-10m``, ``ml-latest``, a folder without ``SHA256SUMS``).
+A file that differs from a known or recorded sum raises `ChecksumError` either way.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -22,6 +30,7 @@ from typing import Any
 from recforge.data.download import ChecksumError, download_file, extract_zip, sha256_file
 from recforge.data.interactions import Interactions
 from recforge.data.readers import read_interactions
+from recforge.errors import CorruptFileError
 
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 ENV_DATA_DIR = "RECFORGE_DATA_DIR"
@@ -115,9 +124,30 @@ def known_checksums(name: str) -> dict[str, str]:
     return dict(_checksum_table().get(name, {}).get("files", {}))
 
 
-def known_archive_checksum(name: str) -> str | None:
-    """SHA-256 of the dataset's zip archive when recforge knows it."""
-    return _checksum_table().get(name, {}).get("archive")
+@dataclass(frozen=True)
+class ArchiveSum:
+    """The published SHA-256 and size of a dataset's archive, and where it was published."""
+
+    sha256: str
+    size: int
+    source: str
+
+
+def known_archive(name: str) -> ArchiveSum | None:
+    """The archive's published sum shipped with recforge; None when there is none."""
+    entry = _checksum_table().get(name, {}).get("archive")
+    return None if entry is None else ArchiveSum(entry["sha256"], entry["size"], entry["source"])
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """Whether a dataset folder's content was checked against a published sum, and how."""
+
+    verified: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{'verified' if self.verified else 'unverified'} ({self.reason})"
 
 
 def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
@@ -128,8 +158,10 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
         with contextlib.suppress(DatasetNotFoundError):
             found = _local_folder(spec, data_dir)[0]
             local = None if found is None else str(found)
+    archive = known_archive(spec.name)
     return {"name": spec.name, "description": spec.description, "url": spec.url(),
-            "files": list(spec.files), "ratings": spec.ratings, "local": local}
+            "files": list(spec.files), "ratings": spec.ratings, "local": local,
+            "archive_sha256": None if archive is None else archive.sha256}
 
 
 def resolve_dataset(
@@ -145,6 +177,19 @@ def resolve_dataset(
     Raises `DatasetNotFoundError` (saying where to put the files) when it is not on disk and
     cannot be downloaded, and `ChecksumError` naming the file when one is corrupt.
     """
+    return resolve_and_verify(name, data_dir, download, base_url=base_url,
+                              progress=progress)[0]
+
+
+def resolve_and_verify(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    *,
+    base_url: str | None = None,
+    progress: bool = True,
+) -> tuple[Path, Integrity]:
+    """`resolve_dataset`, also saying whether the folder is verified (see the module doc)."""
     spec = get_spec(name)
     url = spec.url(base_url)
     if url is None:
@@ -157,8 +202,7 @@ def resolve_dataset(
             folder = _download(spec, url, progress)
         except OSError as exc:
             raise DatasetNotFoundError(_not_found(spec, looked, f"download failed: {exc}")) from exc
-    verify_folder(spec, folder)
-    return folder
+    return folder, verify_folder(spec, folder)
 
 
 def _local_folder(spec: DatasetSpec, data_dir: str | Path | None) -> tuple[Path | None, list[str]]:
@@ -221,9 +265,34 @@ def _not_found(spec: DatasetSpec, looked: list[str], reason: str) -> str:
     )
 
 
-def verify_folder(spec: DatasetSpec, folder: Path) -> None:
-    """Check the dataset's files against known sums, else the folder's ``SHA256SUMS``."""
-    sums = known_checksums(spec.name) or read_sums(folder / SUMS_FILE)
+def verify_folder(spec: DatasetSpec, folder: Path) -> Integrity:
+    """Check the dataset's files against the shipped sums, else the folder's ``SHA256SUMS``.
+
+    Raises `ChecksumError` for a file that differs; returns whether the folder is verified.
+    """
+    published = known_checksums(spec.name)
+    if published:
+        _check_files(spec, folder, published)
+        return Integrity(True, f"its files match the known SHA-256 sums of {spec.name}")
+    sums_file = folder / SUMS_FILE
+    recorded = read_sums(sums_file)
+    _check_files(spec, folder, recorded)
+    archive = known_archive(spec.name)
+    if archive is not None and recorded_archive_sum(sums_file) == archive.sha256 \
+            and set(spec.files) <= set(recorded):
+        return Integrity(True, f"extracted from {spec.archive}, whose SHA-256 matched the "
+                               f"published one; its files match the sums recorded then")
+    unpublished = f"no published checksum for {spec.name}; " if archive is None else ""
+    if not recorded:
+        return Integrity(False, f"{unpublished}no {sums_file} to check its files against")
+    if archive is None:
+        return Integrity(False, f"{unpublished}its files match the sums recorded when it was "
+                                f"extracted")
+    return Integrity(False, f"{sums_file} does not come from an archive that matched the "
+                            f"published SHA-256 of {spec.archive}")
+
+
+def _check_files(spec: DatasetSpec, folder: Path, sums: dict[str, str]) -> None:
     for name in spec.files:
         if name in sums:
             actual = sha256_file(folder / name)
@@ -231,44 +300,72 @@ def verify_folder(spec: DatasetSpec, folder: Path) -> None:
                 raise ChecksumError(folder / name, sums[name], actual)
 
 
+_ARCHIVE_LINE = re.compile(r"# archive (\S+) sha256 ([0-9a-f]{64})$")
+
+
 def read_sums(path: Path) -> dict[str, str]:
-    """Parse a ``sha256sum``-style file (``<hex>  <name>`` lines); {} when absent."""
+    """Parse a ``sha256sum``-style file (``<hex>  <name>`` lines, ``#`` comments); {} when absent.
+
+    Raises `CorruptFileError` naming the line when one is not of that form.
+    """
     if not path.is_file():
         return {}
     sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*")] = digest
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, _, name = line.partition(" ")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", digest) or not name.strip():
+            raise CorruptFileError(f"{path}:{number}: not a '<sha256>  <file name>' line")
+        sums[name.strip().lstrip("*")] = digest.lower()
     return sums
 
 
-def write_sums(folder: Path) -> None:
-    """Write ``SHA256SUMS`` for every file under ``folder`` (paths relative, sorted)."""
+def recorded_archive_sum(path: Path) -> str | None:
+    """The archive SHA-256 that `write_sums` recorded in ``path``; None when there is none."""
+    if not path.is_file():
+        return None
+    found = (_ARCHIVE_LINE.match(line) for line in path.read_text(errors="replace").splitlines())
+    return next((match.group(2) for match in found if match), None)
+
+
+def write_sums(folder: Path, archive: str | None = None, archive_sha256: str | None = None) -> None:
+    """Write ``SHA256SUMS`` for every file under ``folder`` (paths relative, sorted), after a
+    ``# archive <name> sha256 <hex>`` line naming the archive it was extracted from."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_FILE)
+    header = [f"# archive {archive} sha256 {archive_sha256}\n"] if archive_sha256 else []
     lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
-    (folder / SUMS_FILE).write_text("".join(lines))
+    (folder / SUMS_FILE).write_text("".join(header + lines))
 
 
 def _download(spec: DatasetSpec, url: str, progress: bool) -> Path:
-    """Download ``url`` and extract it into the cache; the zip is removed afterwards."""
+    """Download ``url`` and extract it into the cache; the zip is removed afterwards.
+
+    The archive is checked against its published sum when there is one; its extraction is
+    capped (`extract_zip`) relative to its size. The per-file sums recorded by `_seal`
+    derive from verified content exactly when the archive's sum was known and matched.
+    """
+    known = known_archive(spec.name)
     archive = download_file(url, cache_dir() / "downloads" / url.rsplit("/", 1)[-1],
-                            sha256=known_archive_checksum(spec.name), progress=progress)
+                            sha256=None if known is None else known.sha256,
+                            size=None if known is None else known.size, progress=progress)
     target = cache_dir() / spec.name
     try:
-        extract_zip(archive, target, root=spec.folder, validate=lambda tmp: _seal(spec, tmp, url))
+        digest = known.sha256 if known is not None else sha256_file(archive)
+        extract_zip(archive, target, root=spec.folder,
+                    validate=lambda tmp: _seal(spec, tmp, url, digest))
     finally:
         archive.unlink(missing_ok=True)
     return target
 
 
-def _seal(spec: DatasetSpec, folder: Path, url: str) -> None:
+def _seal(spec: DatasetSpec, folder: Path, url: str, archive_sha256: str) -> None:
     """Check a freshly extracted folder and record its sums (runs before it is moved into place)."""
     missing = _missing_files(spec, folder)
     if missing:
         raise ValueError(f"{url}: the archive has no {', '.join(missing)} under {spec.folder}/")
-    verify_folder(spec, folder)
-    write_sums(folder)
+    _check_files(spec, folder, known_checksums(spec.name))
+    write_sums(folder, spec.archive, archive_sha256)
 
 
 def load_dataset(
