@@ -40,6 +40,12 @@ class FixedScores(Recommender):
         return self.scores.T.astype(np.float64)
 
 
+class FixedRatings(FixedScores):
+    """`FixedScores` whose scores are rating predictions."""
+
+    predicts_ratings = True
+
+
 def make_split(n_users: int = 30, n_items: int = 25, per_user: int = 8, seed: int = 0,
                cold_users: int = 2) -> tuple[Interactions, Interactions]:
     """Random rated interactions; a quarter of each user's items (all for cold users) in test."""
@@ -242,7 +248,7 @@ def test_cold_users_are_flagged_and_scored_by_popularity(split: tuple) -> None:
 
 def test_rating_metrics_over_interactions(split: tuple) -> None:
     train, test = split
-    model = FixedScores(np.random.default_rng(9).uniform(1, 5, (30, 25))).fit(train)
+    model = FixedRatings(np.random.default_rng(9).uniform(1, 5, (30, 25))).fit(train)
     result = Evaluator(train, test, ["rmse", "mae"]).evaluate(model)
     predicted = model.predict(test.users, test.items)
     assert result.metrics["RMSE"] == pytest.approx(m.rmse(predicted, test.ratings))
@@ -280,7 +286,7 @@ def test_summary_compare_and_slices(split: tuple) -> None:
 
 def test_by_activity_buckets(split: tuple) -> None:
     train, test = split
-    model = FixedScores(np.random.default_rng(12).random((30, 25))).fit(train)
+    model = FixedRatings(np.random.default_rng(12).random((30, 25))).fit(train)
     result = Evaluator(train, test, ["ndcg@5", "rmse"]).evaluate(model)
     table = result.by_activity(train, buckets=(0, 1, 5, 7, np.inf))
     assert list(table.index) == ["[0, 1)", "[1, 5)", "[5, 7)", "[7, inf)"]

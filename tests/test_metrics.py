@@ -262,5 +262,5 @@ def test_parse_metric_errors_list_valid_names() -> None:
         m.parse_metric("ndcg")
     with pytest.raises(ValueError, match="takes no cutoff"):
         m.parse_metric("auc@10")
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="from 1 to"):
         m.parse_metric("hr@0")

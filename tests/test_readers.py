@@ -89,7 +89,7 @@ def test_parquet_bad_value_names_the_row(tmp_path: Path) -> None:
     ("1,2,3,4\n1,3,3,4,9\n", 3, "expected 4 fields, found 5"),
     ("1,2,3,4,9\n1,3,3,4\n", 2, "expected 4 fields, found 5"),
     ("1,2,3,4\n\n1,3,abc,4\n", 4, "non-numeric rating 'abc'"),
-    ("1,2,3,4\n1,3,3,4.5\n", 3, "non-integer timestamp 4.5"),
+    ("1,2,3,4\n1,3,3,4.5\n", 3, "non-integer timestamp '4.5'"),
     ("1,2,3,4\n1,3,3,noon\n", 3, "non-integer timestamp 'noon'"),
     ("1,2,3,4\n1,3,3,\n", 3, "missing timestamp"),
     ("1,2,3,4\n,3,3,4\n", 3, "missing user"),
@@ -148,9 +148,10 @@ def test_duplicates_keep_the_latest_by_default(tmp_path: Path) -> None:
         read_interactions(path, ML_COLUMNS, duplicates="error")
 
 
-def test_rating_range_error_names_the_file(tmp_path: Path) -> None:
+def test_rating_range_error_names_the_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "r.csv", HEADER + "1,2,5,1\n1,3,7,2\n")
-    with pytest.raises(ValueError, match=r"r.csv: rating 7.0 at row 1 is outside \[1, 5\]"):
+    with pytest.raises(DataFormatError,
+                       match=r"r.csv, line 3: rating 7 is outside the rating range \[1, 5\]"):
         read_interactions(path, ML_COLUMNS, rating_range=(1, 5))
 
 

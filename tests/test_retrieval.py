@@ -314,8 +314,13 @@ def test_models_without_embeddings_use_their_own_ranking(data: Interactions) -> 
     assert retriever.index is None
     answer = retriever.recommend(4, 5)
     assert answer.source == "model" and answer.items.tolist() == model.recommend([4], 5)[0][0].tolist()
-    with pytest.raises(ValueError, match="has no item vectors"):
-        retriever.similar(0)
+    similar = retriever.similar(0, 4)  # EASE's own item-item weights
+    expected_items, expected_scores = model.similar_items([0], 4)
+    assert similar.source == "model" and similar.items.tolist() == expected_items[0].tolist()
+    assert similar.scores.tolist() == pytest.approx(expected_scores[0].tolist())
+    with pytest.raises(ValueError, match="neither item vectors nor an item-item similarity"):
+        Retriever(create_model("most-popular").fit(data)).similar(0)
+
 
 
 def test_retriever_bad_input(fitted) -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from recforge.data.interactions import canonical_int
+from recforge.errors import InputError
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -38,7 +45,74 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def parse_metrics(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
+    """``--metrics``: comma-separated metric names, each checked (at least one)."""
+    from recforge.evaluation.metrics import parse_metric
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise InputError(f"--metrics names no metric (got {text!r}); e.g. ndcg@10,hr@10")
+    for name in names:
+        parse_metric(name)
+    return names
+
+
+#: texts that JSON or Python would read as a boolean, null or a non-finite number, never an id
+_NOT_IDS = frozenset({"true", "false", "null", "none", "nan", "inf", "-inf", "+inf",
+                      "infinity", "-infinity", "+infinity"})
+
+
+def parse_id(text: str, option: str) -> int | str:
+    """An external id given as ``option``: one canonical integer (an int) or string.
+
+    Lists, objects, booleans, null, NaN/infinity and empty text are refused; other text is
+    kept exactly, so ``007`` stays the string id ``"007"``."""
+    value = text.strip()
+    if not value:
+        raise InputError(f"{option} needs an id, got an empty value")
+    if value[0] in "[{":
+        raise InputError(f"{option} takes a single id, not a list or object: {text!r}")
+    if value.lower() in _NOT_IDS:
+        raise InputError(f"{option} takes an id (an integer or a string), not {text!r}")
+    return canonical_int(text)
+
+
+def parse_rating_range(text: str | None) -> tuple[float, float] | None:
+    """``--rating-range LOW,HIGH`` as two floats (None when not given)."""
+    from recforge.data.readers import check_rating_range
+
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--rating-range expects LOW,HIGH (e.g. 1,5), got {text!r}") from None
+    return check_rating_range((low, high))
+
+
+def check_output_file(path: str, option: str) -> None:
+    """Refuse an output file path that cannot be written (checked before the work)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise InputError(f"{option} {path}: is a folder, not a file")
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: the folder {folder} is not writable")
+
+
+@contextlib.contextmanager
+def data_warnings() -> Iterator[None]:
+    """Show each warning raised in the block (e.g. an implausible rating scale) as one line on
+    stderr once the block succeeds; an error in the block is reported alone."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -9,14 +9,17 @@ from pathlib import Path
 from rich.table import Table
 
 from recforge.cli.common import (
+    check_output_file,
     console,
+    data_warnings,
     metrics_table,
     parse_metrics,
     parse_params,
+    parse_rating_range,
     phase,
 )
 from recforge.data.readers import parse_column_spec
-from recforge.evaluation.metrics import parse_metric
+from recforge.evaluation.evaluator import check_rating_metrics
 from recforge.evaluation.protocols import make_protocol
 from recforge.experiments.steps import (
     CANONICAL_FOLDS,
@@ -39,6 +42,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> 
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     parser.add_argument("--no-download", action="store_true")
+    parser.add_argument("--rating-range", default=None, metavar="LOW,HIGH",
+                        help="the rating scale, e.g. 1,5: a rating outside it is an error")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -59,10 +64,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace):
-    with phase(f"loading {args.dataset} and splitting ({args.split})"):
-        return prepare_split(args.dataset, args.split, seed=args.seed,
-                             columns=parse_column_spec(args.columns) if args.columns else None, data_dir=args.data_dir,
-                             download=not args.no_download)
+    columns = parse_column_spec(args.columns) if args.columns else None
+    rating_range = parse_rating_range(args.rating_range)
+    with data_warnings(), phase(f"loading {args.dataset} and splitting ({args.split})"):
+        return prepare_split(args.dataset, args.split, seed=args.seed, columns=columns,
+                             data_dir=args.data_dir, download=not args.no_download,
+                             rating_range=rating_range)
+
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -86,9 +94,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # validate everything cheap before loading data or training
     model = build_model(args.model, parse_params(args.param), args.seed)
     metrics = parse_metrics(args.metrics)
-    for name in metrics:
-        parse_metric(name)
+    check_rating_metrics(model, metrics)
     make_protocol(args.protocol)
+    if args.json:
+        check_output_file(args.json, "--json")
     prepared = _prepare(args)
     with phase(f"fitting and evaluating {args.model}"):
         record = run_evaluation(model, prepared, metrics, protocol=args.protocol)

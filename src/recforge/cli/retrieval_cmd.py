@@ -14,7 +14,14 @@ from typing import Any
 
 from rich.table import Table
 
-from recforge.cli.common import console, parse_params, parse_value, phase
+from recforge.cli.common import (
+    console,
+    data_warnings,
+    parse_id,
+    parse_params,
+    parse_rating_range,
+    phase,
+)
 from recforge.data.readers import parse_column_spec
 from recforge.retrieval import INDEX_KINDS, FaissUnavailableError, Recommendations
 from recforge.retrieval.retriever import Retriever, load_retriever, save_catalogue
@@ -50,14 +57,18 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None)
                         help="for a file: field=column pairs, e.g. user=userId,item=movieId")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     parser.add_argument("--no-download", action="store_true")
+    parser.add_argument("--rating-range", default=None, metavar="LOW,HIGH",
+                        help="the rating scale, e.g. 1,5: a rating outside it is an error")
 
 
 def _load_data(args: argparse.Namespace) -> Any:
-    from recforge.data.datasets import load_dataset
+    from recforge.experiments.steps import load_data
 
     columns = parse_column_spec(args.columns) if args.columns else None
-    return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                        columns=columns)
+    rating_range = parse_rating_range(args.rating_range)
+    with data_warnings():
+        return load_data(args.dataset, columns=columns, data_dir=args.data_dir,
+                         download=not args.no_download, rating_range=rating_range)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -88,14 +99,14 @@ def _retriever(args: argparse.Namespace) -> Retriever:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    user = parse_value(args.user)
+    user = parse_id(args.user, "--user")
     answer = _retriever(args).recommend(user, k=args.k)
     _show(answer, {"user": user}, f"recommendations for user {args.user}", args.json)
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    item = parse_value(args.item)
+    item = parse_id(args.item, "--item")
     answer = _retriever(args).similar(item, k=args.k)
     _show(answer, {"item": item}, f"items similar to {args.item}", args.json)
     return 0

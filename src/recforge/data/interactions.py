@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Any, Literal
 
@@ -14,6 +15,39 @@ from recforge.errors import UnknownNameError
 
 DuplicatePolicy = Literal["latest", "first", "sum", "error", "keep"]
 MatrixValues = Literal["auto", "binary", "rating", "weight"]
+#: the one spelling of an integer id: no sign other than ``-``, no leading zero, no spaces
+CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def external_ids(values: Any) -> np.ndarray:
+    """External ids: int64 when every value is a canonical integer, else strings.
+
+    Integer arrays are kept. Anything else is taken as text (a float prints as ``1.0``) and
+    becomes int64 only when every text matches `CANONICAL_INT` and fits in int64, so
+    ``007``, ``+7``, `` 7``, ``7.0`` and ``1e3`` make the whole column strings and distinct
+    spellings never merge into one id."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu" or len(values) == 0:
+        return values
+    codes, uniques = pd.factorize(values)
+    texts = pd.Series([str(v) for v in uniques], dtype=object)
+    ints = _canonical_ints(texts)
+    return (texts.to_numpy(dtype=str) if ints is None else ints)[codes]
+
+
+def canonical_int(text: str) -> int | str:
+    """``text`` as an int when it is a canonical int64 integer, else unchanged."""
+    if CANONICAL_INT.fullmatch(text) and -2**63 <= (value := int(text)) < 2**63:
+        return value
+    return text
+
+
+def _canonical_ints(texts: pd.Series) -> np.ndarray | None:
+    """``texts`` as int64 when every one is a canonical integer within int64, else None."""
+    if not texts.str.fullmatch(CANONICAL_INT.pattern).all():
+        return None
+    ints = pd.to_numeric(texts, errors="coerce")
+    return ints.to_numpy() if ints.dtype == np.int64 else None
 
 
 class IdMap:
@@ -35,7 +69,7 @@ class IdMap:
     @classmethod
     def from_values(cls, values: Any) -> tuple[IdMap, np.ndarray]:
         """Build a map from (possibly repeated) values; return it with each value's index."""
-        codes, uniques = pd.factorize(np.asarray(values), sort=True)
+        codes, uniques = pd.factorize(external_ids(values), sort=True)
         return cls(np.asarray(uniques)), codes.astype(np.int32)
 
     def __len__(self) -> int:
@@ -50,12 +84,15 @@ class IdMap:
         return f"IdMap(n={len(self)})"
 
     def to_index(self, external: Any, missing: Literal["raise", "ignore"] = "ignore") -> np.ndarray:
-        """Map external ids to indices; unknown ids give ``-1`` (or raise with ``missing='raise'``)."""
+        """Map external ids to indices; unknown ids give ``-1`` (or raise with ``missing='raise'``).
+
+        A query matches an id only in the same spelling: ``"7"`` finds the integer id 7, but
+        ``"007"`` and ``7.0`` do not."""
         values = np.atleast_1d(np.asarray(external))
         if self.ids.dtype.kind in "US" and values.dtype.kind not in "US":
             values = values.astype(str)
-        elif self.ids.dtype.kind in "iu" and values.dtype.kind in "US":
-            values = pd.to_numeric(values, errors="coerce")
+        elif self.ids.dtype.kind in "iu" and values.dtype.kind not in "iu":
+            values = np.array([canonical_int(v) for v in values.astype(str)], dtype=object)
         idx = self._index.get_indexer(values).astype(np.int64)
         if missing == "raise" and (idx < 0).any():
             bad = values[idx < 0][:5].tolist()

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import lzma
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,20 @@ from typing import IO, Any, Literal
 import numpy as np
 import pandas as pd
 
-from recforge.data.interactions import Interactions
+from recforge.data.interactions import Interactions, external_ids
+from recforge.errors import InputError, ParameterError
 
-Kind = Literal["id", "int", "float"]
+#: ``id``: external ids (`external_ids`); ``int``: integral int64; ``float``: numeric or empty;
+#: ``finite``: a present, finite number
+Kind = Literal["id", "int", "float", "finite"]
 
 #: recforge interaction fields, in the order assumed for header-less files
 FIELDS = ("user", "item", "rating", "timestamp", "weight")
 FIELD_KINDS: dict[str, Kind] = {
-    "user": "id", "item": "id", "rating": "float", "timestamp": "int", "weight": "float",
+    "user": "id", "item": "id", "rating": "finite", "timestamp": "int", "weight": "float",
 }
+#: ratings outside this span draw a `RatingScaleWarning` unless a rating range is declared
+PLAUSIBLE_RATINGS = (0.0, 10.0)
 SEPARATORS = {".csv": ",", ".tsv": "\t", ".dat": "::"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _OPENERS: dict[str, Callable[..., IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -37,7 +43,11 @@ _OPENERS: dict[str, Callable[..., IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.o
 _UNIT_SEP = "\x1f"
 
 
-class DataFormatError(ValueError):
+class RatingScaleWarning(UserWarning):
+    """Ratings outside every usual scale, read without a declared rating range."""
+
+
+class DataFormatError(InputError):
     """A data file is malformed: ``path``, 1-based ``line`` (None when not line-bound), ``problem``."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str):
@@ -89,9 +99,14 @@ class TextSource:
         with io.TextIOWrapper(self.open_binary(), encoding=self.encoding, newline="") as text:
             lines = text if len(self.sep) == 1 else (ln.replace(self.sep, _UNIT_SEP) for ln in text)
             reader = csv.reader(lines, delimiter=self.delimiter, quoting=self.quoting)
-            for fields in reader:
-                if fields:
-                    yield reader.line_num, fields
+            try:
+                for fields in reader:
+                    if fields:
+                        yield reader.line_num, fields
+            except csv.Error as exc:
+                raise DataFormatError(self.path, reader.line_num + 1, str(exc)) from None
+            except UnicodeDecodeError:
+                raise self.encoding_error() from None
 
     def header_names(self) -> list[str]:
         """The column names on the first line."""
@@ -103,19 +118,25 @@ class TextSource:
             raise DataFormatError(self.path, 1, f"not valid {self.encoding}: {exc.reason}") from None
         if not text.strip():
             raise DataFormatError(self.path, 1, "no header (the first line is empty)")
+        text = text.removeprefix("\ufeff")
         text = text.replace(self.sep, _UNIT_SEP) if len(self.sep) > 1 else text
-        return next(csv.reader([text], delimiter=self.delimiter, quoting=self.quoting))
+        names = next(csv.reader([text], delimiter=self.delimiter, quoting=self.quoting))
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise DataFormatError(self.path, 1, f"duplicate column name {repeated[0]!r} in the header")
+        return names
 
-    def line_of_row(self, row: int) -> int:
-        """The line number of data row ``row`` (0-based, header and blank lines excluded)."""
+    def line_of_row(self, row: int) -> int | None:
+        """The line number of data row ``row`` (0-based, header and blank lines excluded), or
+        None when the slow path does not split the file into as many records."""
         skip = 1 if self.header else 0
         for i, (line, _) in enumerate(self.records()):
             if i == row + skip:
                 return line
-        raise IndexError(f"{self.path} has no data row {row}")
+        return None
 
     def error_at_row(self, row: int, problem: str) -> DataFormatError:
-        return DataFormatError(self.path, self.line_of_row(row), problem)
+        return row_error(self.path, row, problem, self.line_of_row)
 
     def check_field_counts(self, expected: int | None) -> None:
         """Raise on the first record whose field count differs from ``expected``.
@@ -140,16 +161,18 @@ class TextSource:
 
 
 def read_table(
-    source: TextSource, names: Sequence[str] | None = None, text: Sequence[str] = ()
+    source: TextSource, names: Sequence[str] | None = None, text: Sequence[str] | bool = ()
 ) -> pd.DataFrame:
     """Parse ``source`` into a frame whose every record has the same number of fields.
 
-    Header-less files get ``names`` (or positions ``0..n-1``); ``text`` columns are kept as
-    strings (no number parsing, so zip codes keep leading zeros). Only empty fields are
-    missing values. Rows keep their file order; use `TextSource.line_of_row` to locate one.
+    Header-less files get ``names`` (or positions ``0..n-1``); ``text`` columns (every column
+    with ``text=True``) are kept as strings (no number parsing, so zip codes keep leading
+    zeros). Only empty fields are missing values. Rows keep their file order; use
+    `TextSource.line_of_row` to locate one.
     """
     columns = source.header_names() if source.header else list(names or [])
-    dtype = {(c if source.header else columns.index(c)): str for c in text if c in columns}
+    dtype: Any = str if text is True else {
+        (c if source.header else columns.index(c)): str for c in text or () if c in columns}
     try:
         with source.pandas_input() as stream:
             frame = pd.read_csv(
@@ -191,16 +214,24 @@ def coerce_columns(
         if problems:
             row, message = min(problems, key=lambda p: p[0])
             value = frame[col].iloc[row]
-            problem = message(value.item() if isinstance(value, np.generic) else value)
-            if line_of_row is None:
-                raise DataFormatError(path, None, f"row {row}: {problem}")
-            raise DataFormatError(path, line_of_row(row), problem)
-        out[col] = numeric.astype(_DTYPES[kind]) if kind in _DTYPES else numeric
+            raise row_error(path, row, message(value.item() if isinstance(value, np.generic)
+                                               else value), line_of_row)
+        out[col] = external_ids(numeric) if kind == "id" else numeric.astype(_DTYPES[kind])
     return out
 
 
+def row_error(path: str | Path, row: int, problem: str,
+              line_of_row: Callable[[int], int | None] | None) -> DataFormatError:
+    """`DataFormatError` at data row ``row`` (0-based): its line when ``line_of_row`` finds
+    it, else the row (e.g. for Parquet)."""
+    line = None if line_of_row is None else line_of_row(row)
+    return DataFormatError(path, line, problem if line is not None else f"row {row}: {problem}")
+
+
 Check = tuple[np.ndarray, Callable[[Any], str]]
-_DTYPES = {"int": np.int64, "float": np.float64}
+_DTYPES = {"int": np.int64, "float": np.float64, "finite": np.float64}
+#: int64 holds the integers in [-2**63, 2**63)
+_INT64_SPAN = 2.0**63
 
 
 def _numeric(col: pd.Series) -> pd.Series:
@@ -216,8 +247,14 @@ def _checks(col: pd.Series, numeric: pd.Series, kind: Kind, name: str) -> list[C
     if kind == "float":
         return [(non_numeric, lambda v: f"non-numeric {name} {v!r}")]
     values = numeric.to_numpy(dtype=np.float64)
+    if kind == "finite":
+        return [(non_numeric, lambda v: f"non-numeric {name} {v!r}"),
+                (missing, lambda v: f"missing {name}"),
+                (np.isinf(values), lambda v: f"non-finite {name} {v!r}")]
     fractional = np.isfinite(values) & (values != np.floor(values))
+    huge = ~np.isnan(values) & ((values < -_INT64_SPAN) | (values >= _INT64_SPAN))
     return [(non_numeric | fractional, lambda v: f"non-integer {name} {v!r}"),
+            (huge, lambda v: f"{name} {v!r} is outside the 64-bit integer range"),
             (missing, lambda v: f"missing {name}")]
 
 
@@ -293,6 +330,7 @@ def read_interactions(
     header: bool = True,
     *,
     encoding: str = "utf-8",
+    rating_range: tuple[float, float] | None = None,
     **from_pandas_kwargs: Any,
 ) -> Interactions:
     """Read an interaction log into `Interactions`.
@@ -304,15 +342,21 @@ def read_interactions(
     (``.csv`` ``,``; ``.tsv`` tab; ``.dat`` ``::``); ``.parquet`` files are read with pyarrow.
     Remaining keyword arguments go to `Interactions.from_pandas` (duplicates keep the latest
     by default). Malformed lines raise `DataFormatError` naming the file and line.
+
+    User and item ids are strings unless every value is a canonical integer
+    (`recforge.data.interactions.external_ids`). Ratings must be finite; a ``rating_range``
+    ``(low, high)`` makes a rating outside it an error, and without one ratings outside
+    `PLAUSIBLE_RATINGS` draw a `RatingScaleWarning` with the observed range.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"{path}: {what}")
     if _data_suffix(path) in PARQUET_SUFFIXES:
-        raw, line_of_row, by_name = pd.read_parquet(path), None, True
+        raw, line_of_row, by_name = _read_parquet(path), None, True
     else:
         source = TextSource(path, sep or sniff_separator(path), header=header, encoding=encoding)
-        raw, line_of_row, by_name = read_table(source), source.line_of_row, header
+        raw, line_of_row, by_name = read_table(source, text=True), source.line_of_row, header
     mapping = _column_mapping(columns, list(raw.columns), by_name)
     for field in ("user", "item"):
         if field not in mapping:
@@ -320,5 +364,55 @@ def read_interactions(
                              f"(file columns: {list(raw.columns)})")
     frame = select_columns(raw, mapping, path, by_name)
     frame = coerce_columns(frame, {f: FIELD_KINDS[f] for f in frame.columns}, path, line_of_row)
+    if "rating" in frame.columns:
+        check_rating_scale(frame["rating"].to_numpy(), rating_range, path, line_of_row)
+    elif rating_range is not None:
+        raise DataFormatError(path, None, "a rating range was given but there is no rating column")
     from_pandas_kwargs.setdefault("name", path.name)
     return Interactions.from_pandas(frame, source=str(path), **from_pandas_kwargs)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataFormatError(path, None, f"not a readable Parquet file ({exc})") from None
+
+
+def check_rating_range(rating_range: tuple[float, float]) -> tuple[float, float]:
+    """``rating_range`` as two finite floats ``low <= high`` (else `ParameterError`)."""
+    try:
+        low, high = (float(v) for v in rating_range)
+    except (TypeError, ValueError):
+        raise ParameterError(f"rating range must be two numbers (low, high), got "
+                             f"{rating_range!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ParameterError(f"rating range must be finite with low <= high, got "
+                             f"({low:g}, {high:g})")
+    return low, high
+
+
+def check_rating_scale(ratings: np.ndarray, rating_range: tuple[float, float] | None,
+                       path: str | Path,
+                       line_of_row: Callable[[int], int | None] | None = None) -> None:
+    """Refuse ratings outside ``rating_range``; without one, warn (`RatingScaleWarning`) when
+    they leave `PLAUSIBLE_RATINGS`, with the observed range."""
+    if not len(ratings):
+        return
+    if rating_range is None:
+        low, high = float(ratings.min()), float(ratings.max())
+        if low < PLAUSIBLE_RATINGS[0] or high > PLAUSIBLE_RATINGS[1]:
+            warnings.warn(f"{path}: ratings range from {low:g} to {high:g}, outside the usual "
+                          f"scales within [{PLAUSIBLE_RATINGS[0]:g}, {PLAUSIBLE_RATINGS[1]:g}]; "
+                          "declare the scale with --rating-range LOW,HIGH (rating_range=) to "
+                          "reject values outside it", RatingScaleWarning, stacklevel=3)
+        return
+    low, high = check_rating_range(rating_range)
+    outside = (ratings < low) | (ratings > high)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise row_error(path, row, f"rating {ratings[row]:g} is outside the rating range "
+                                   f"[{low:g}, {high:g}] ({int(outside.sum())} ratings outside)",
+                        line_of_row)

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from recforge.data.features import SideTable
 from recforge.data.interactions import Interactions
+from recforge.errors import InputError
 from recforge.evaluation import metrics as m
 from recforge.evaluation.metrics import MetricSpec, parse_metric
 from recforge.evaluation.protocols import Protocol, RankedCases, TieRule, make_protocol
@@ -52,7 +53,8 @@ _CASE_METRICS: dict[str, CaseMetric] = {
     "precision": lambda c, s, x: m.precision(c.hits, s.k),
     "recall": lambda c, s, x: m.recall(c.hits, c.n_relevant, s.k),
     "map": lambda c, s, x: m.average_precision(c.hits, c.n_relevant, s.k),
-    "ndcg": lambda c, s, x: m.ndcg(c.hits, m.ideal_binary_gains(c.n_relevant, s.k), s.k),
+    "ndcg": lambda c, s, x: m.ndcg(c.hits, m.ideal_binary_gains(c.n_relevant, c.hits.shape[1]),
+                                   s.k),
     "ndcg-graded": lambda c, s, x: m.ndcg(c.gains, c.ideal, s.k),
     "mrr": lambda c, s, x: (m.reciprocal_rank_from_rank(c.rank) if s.k is None
                             else m.reciprocal_rank(c.hits, s.k)),
@@ -160,6 +162,18 @@ def _bucket_edges(activity: np.ndarray, buckets: Sequence[float] | int) -> np.nd
     return edges
 
 
+def check_rating_metrics(model: Any, metrics: Sequence[str | MetricSpec]) -> None:
+    """Refuse rating metrics (RMSE, MAE) for a model, or model class, that does not predict
+    ratings: its scores rank items but are not on the rating scale."""
+    names = [(s if isinstance(s, MetricSpec) else parse_metric(s)) for s in metrics]
+    rating = [s.name for s in names if s.family == "rating"]
+    if rating and not getattr(model, "predicts_ratings", False):
+        label = getattr(model, "name", "") or getattr(model, "__name__", type(model).__name__)
+        raise InputError(f"{' and '.join(rating)} need a model that predicts ratings; {label} "
+                         "only ranks items (its scores are not ratings): use ranking metrics "
+                         "such as ndcg@10, or a rating model")
+
+
 class Evaluator:
     """Evaluate models on one train/test split with a fixed list of metrics and a protocol.
 
@@ -189,9 +203,10 @@ class Evaluator:
         self._check()
 
     def _check(self) -> None:
-        kinds = {spec.kind for spec in self.specs}
-        if kinds & {"rmse", "mae", "ndcg-graded"} and self.test.ratings is None:
-            raise ValueError("RMSE, MAE and graded NDCG need ratings in the test data")
+        needy = [s.name for s in self.specs if s.kind in ("rmse", "mae", "ndcg-graded")]
+        if needy and self.test.ratings is None:
+            raise InputError(f"{', '.join(needy)} need ratings; the test data has none")
+        self.protocol.check_catalogue(self.train.n_items)
         beyond = [s.name for s in self.specs if s.family == "beyond"]
         if beyond and not self.protocol.lists_items:
             raise ValueError(f"{', '.join(beyond)} need full ranking, not {self.protocol.name}")
@@ -200,6 +215,7 @@ class Evaluator:
 
     def evaluate(self, model: Recommender) -> EvaluationResult:
         """Evaluate a fitted ``model``; every test user is scored in batches."""
+        check_rating_metrics(model, self.specs)
         start = time.perf_counter()
         users = np.unique(self.test.users)
         result = EvaluationResult(users, self.train.user_counts[users] == 0, {},

@@ -37,12 +37,15 @@ AUC) are NaN.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+from recforge.errors import InputError, UnknownNameError
 
 # ---------------------------------------------------------------------- ranking accuracy
 
@@ -245,7 +248,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "arp": ("ARP", "required", "beyond"),
 }
 
-_NAME = re.compile(r"^\s*([a-z-]+)\s*(?:@\s*(\d+))?\s*$")
+#: the largest cutoff accepted; any cutoff beyond the catalogue ranks the whole catalogue
+MAX_CUTOFF = 10**15
 
 
 @dataclass(frozen=True)
@@ -269,17 +273,33 @@ def valid_metric_names() -> list[str]:
 
 
 def parse_metric(name: str) -> MetricSpec:
-    """Parse a case-insensitive metric name (``"ndcg@10"``) into its canonical `MetricSpec`."""
-    match = _NAME.match(str(name).lower())
-    kind = match.group(1) if match else None
+    """Parse a case-insensitive metric name (``"ndcg@10"``) into its canonical `MetricSpec`.
+
+    A cutoff larger than the catalogue is allowed (it ranks the whole catalogue); one below 1,
+    above `MAX_CUTOFF` or not a whole number is refused."""
+    kind, at, cutoff = (part.strip() for part in str(name).lower().partition("@"))
     if kind not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; valid: {', '.join(valid_metric_names())}")
-    display, cutoff, _ = METRICS[kind]
-    k = int(match.group(2)) if match.group(2) else None
-    if k is None and cutoff == "required":
-        raise ValueError(f"metric {name!r} needs a cutoff, e.g. {kind}@10")
-    if k is not None and cutoff == "none":
-        raise ValueError(f"metric {name!r} takes no cutoff; use {kind!r}")
-    if k is not None and k < 1:
-        raise ValueError(f"metric {name!r}: the cutoff must be at least 1")
+        close = difflib.get_close_matches(kind, list(METRICS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownNameError(f"unknown metric {name!r}{hint}; valid: "
+                               f"{', '.join(valid_metric_names())}")
+    display, need, _ = METRICS[kind]
+    k = _cutoff(name, kind, cutoff) if at else None
+    _check_cutoff(name, kind, need, k)
     return MetricSpec(kind, k, display if k is None else f"{display}@{k}")
+
+
+def _cutoff(name: str, kind: str, text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,16}", text):
+        raise InputError(f"metric {name!r}: the cutoff must be a whole number from 1 to "
+                         f"{MAX_CUTOFF:,}, e.g. {kind}@10")
+    return int(text)
+
+
+def _check_cutoff(name: str, kind: str, need: str, k: int | None) -> None:
+    if k is None and need == "required":
+        raise InputError(f"metric {name!r} needs a cutoff, e.g. {kind}@10")
+    if k is not None and need == "none":
+        raise InputError(f"metric {name!r} takes no cutoff; use {kind!r}")
+    if k is not None and not 1 <= k <= MAX_CUTOFF:
+        raise InputError(f"metric {name!r}: the cutoff must be from 1 to {MAX_CUTOFF:,}")

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.errors import InputError
 from recforge.evaluation.metrics import (
     auc_from_counts,
     group_mean,
@@ -90,7 +91,15 @@ class Protocol(ABC):
               batch_size: int) -> Iterator[RankedCases]:
         """Ranked lists of length ``k`` for the test data of ``users`` (sorted, unique).
 
+        ``k`` may exceed `list_length`; the lists are then that long (the whole ranking).
         ``complete`` asks for `RankedCases.rank` and `RankedCases.auc`."""
+
+    @abstractmethod
+    def list_length(self, n_items: int) -> int:
+        """The length of a complete ranked list over a catalogue of ``n_items``."""
+
+    def check_catalogue(self, n_items: int) -> None:
+        """Refuse a catalogue of ``n_items`` too small for the protocol (every one fits)."""
 
 
 class FullRanking(Protocol):
@@ -102,9 +111,13 @@ class FullRanking(Protocol):
     def name(self) -> str:
         return "full"
 
+    def list_length(self, n_items: int) -> int:
+        return n_items
+
     def cases(self, model: Recommender, train: Interactions, test: Interactions,
               users: np.ndarray, k: int, complete: bool,
               batch_size: int) -> Iterator[RankedCases]:
+        k = min(k, self.list_length(train.n_items))
         relevance = _relevance_csr(test)
         for lo in range(0, len(users), batch_size):
             batch = users[lo:lo + batch_size]
@@ -135,10 +148,20 @@ class SampledRanking(Protocol):
     def __repr__(self) -> str:
         return f"SampledRanking(n_negatives={self.n_negatives}, ties={self.ties!r}, seed={self.seed})"
 
+    def list_length(self, n_items: int) -> int:
+        return self.n_negatives + 1
+
+    def check_catalogue(self, n_items: int) -> None:
+        """Refuse more negatives than a catalogue of ``n_items`` can supply to any user."""
+        if self.n_negatives >= n_items:
+            raise InputError(f"protocol {self.name}: {self.n_negatives} negatives per test item "
+                             f"need more than {self.n_negatives} items; the data has {n_items}")
+
     def negatives(self, train: Interactions, test: Interactions) -> np.ndarray:
         """``(len(test), n_negatives)`` distinct items each test user never interacted with."""
         from recforge.data.sampling import sample_negatives
 
+        self.check_catalogue(train.n_items)
         both = np.concatenate([train.users, test.users]), np.concatenate([train.items, test.items])
         positives = sp.csr_matrix((np.ones(len(both[0]), dtype=np.float32), both),
                                   shape=(train.n_users, train.n_items))
@@ -149,6 +172,7 @@ class SampledRanking(Protocol):
               users: np.ndarray, k: int, complete: bool,
               batch_size: int) -> Iterator[RankedCases]:
         negatives = self.negatives(train, test)
+        k = min(k, self.list_length(train.n_items))
         user_pos = np.searchsorted(users, test.users)
         for lo in range(0, len(test), batch_size):
             sl = slice(lo, lo + batch_size)

@@ -21,7 +21,12 @@ from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import parse_metric
 from recforge.experiments.config import Experiment, ModelSection, resolved_config
 from recforge.experiments.record import ExperimentRecord, ModelRecord
-from recforge.experiments.steps import PreparedSplit, build_model, prepare_split
+from recforge.experiments.steps import (
+    PreparedSplit,
+    build_model,
+    check_rating_models,
+    prepare_split,
+)
 
 Step = Callable[[str], AbstractContextManager[Any]]
 
@@ -65,6 +70,8 @@ def check_data(experiment: Experiment, prepared: PreparedSplit) -> None:
 
 def run_experiment(experiment: Experiment, step: Step = quiet_step) -> ExperimentRecord:
     """Fit and evaluate the lineup for every seed; ``step(description)`` shows progress."""
+    check_rating_models([model.name for model in experiment.models],
+                        experiment.evaluation.metric_names())
     prepared = load_split(experiment, step)
     check_data(experiment, prepared)
     test_users = np.unique(prepared.test.users)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recforge.data.interactions import Interactions
+from recforge.errors import InputError
 
 CANONICAL_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 SPLIT_METHODS = ("random", "temporal", "leave-last-out", "user-holdout")
@@ -34,14 +35,54 @@ class PreparedSplit:
         }
 
 
+def load_data(dataset: str, *, columns: dict[str, str] | None = None,
+              data_dir: str | None = None, download: bool = True,
+              rating_range: tuple[float, float] | None = None,
+              dataset_kwargs: dict[str, Any] | None = None) -> Interactions:
+    """`load_dataset` with a declared rating scale: a file's ratings are checked line by line,
+    a registered dataset's once loaded (`check_loaded_ratings`)."""
+    from recforge.data.datasets import DATASETS, load_dataset
+
+    kwargs = dict(dataset_kwargs or {})
+    registered = dataset.lower() in DATASETS
+    if rating_range is not None and not registered:
+        kwargs["rating_range"] = rating_range
+    data = load_dataset(dataset, data_dir=data_dir, download=download, columns=columns, **kwargs)
+    if registered:
+        check_loaded_ratings(data, rating_range, dataset)
+    return data
+
+
+def check_loaded_ratings(data: Interactions, rating_range: tuple[float, float] | None,
+                         label: str) -> None:
+    """Refuse ratings of ``data`` outside ``rating_range`` (nothing to do without one)."""
+    from recforge.data.readers import check_rating_scale
+
+    if rating_range is None:
+        return
+    if data.ratings is None:
+        raise InputError(f"{label}: a rating range was given but the data has no ratings")
+    check_rating_scale(data.ratings, rating_range, label)
+
+
+def check_rating_models(model_names: list[str], metrics: list[str]) -> None:
+    """Refuse rating metrics (RMSE, MAE) for registered models that do not predict ratings,
+    before any data is loaded."""
+    from recforge.evaluation.evaluator import check_rating_metrics
+    from recforge.models.registry import get_model_class
+
+    for name in model_names:
+        check_rating_metrics(get_model_class(name), metrics)
+
+
 def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, str] | None = None,
                   data_dir: str | None = None, download: bool = True,
                   dataset_kwargs: dict[str, Any] | None = None,
-                  split_options: dict[str, Any] | None = None) -> PreparedSplit:
+                  split_options: dict[str, Any] | None = None,
+                  rating_range: tuple[float, float] | None = None) -> PreparedSplit:
     """Load ``dataset`` and split it by ``split`` (a canonical ML-100K fold or a method name;
-    ``split_options`` go to the splitter, e.g. ``test_fraction``)."""
-    from recforge.data.datasets import load_dataset
-
+    ``split_options`` go to the splitter, e.g. ``test_fraction``); ``rating_range`` declares
+    the rating scale (`load_data`)."""
     if split in CANONICAL_FOLDS:
         if dataset != "ml-100k":
             raise ValueError(f"split {split!r} is a canonical ML-100K fold; use --dataset ml-100k "
@@ -49,6 +90,8 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
         from recforge.data.movielens import load_ml100k_fold
 
         train, test = load_ml100k_fold(split, data_dir=data_dir, download=download)
+        for part in (train, test):
+            check_loaded_ratings(part, rating_range, f"{dataset} {split}")
         return PreparedSplit(train, test, dataset, split, seed)
     if split not in SPLIT_METHODS:
         raise ValueError(f"unknown split {split!r}; valid: "
@@ -58,7 +101,8 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
     kwargs = dict(dataset_kwargs or {})
     if dataset == "synthetic":
         kwargs.setdefault("seed", seed)
-    data = load_dataset(dataset, data_dir=data_dir, download=download, columns=columns, **kwargs)
+    data = load_data(dataset, columns=columns, data_dir=data_dir, download=download,
+                     rating_range=rating_range, dataset_kwargs=kwargs)
     parts = make_split(data, split, seed=seed, **(split_options or {}))
     return PreparedSplit(parts.train, parts.test, dataset, split, seed)
 

@@ -22,7 +22,11 @@ and titles in ``catalogue.npz``, plain string/number arrays, no pickle), so that
 
 `similar` ranks items by the cosine similarity of the model's item vectors (as
 `Recommender.similar_items` does) through a second index over the unit-length vectors,
-built on first use.
+built on first use. A model without item vectors answers with its own ``similar_items``
+(e.g. EASE's learned item-item weights).
+
+A request names one id, an integer or a string (`IdMap.to_index` matches its exact
+spelling); ``k`` beyond the catalogue returns the whole ranking.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from recforge.data.interactions import IdMap, Interactions
-from recforge.errors import UnknownNameError
+from recforge.data.interactions import IdMap, Interactions, canonical_int
+from recforge.errors import InputError, ParameterError, UnknownNameError
 from recforge.io import atomic_path
 from recforge.models.base import Recommender
 from recforge.retrieval.index import VectorIndex, make_index
@@ -105,10 +109,11 @@ class Retriever:
 
     # ------------------------------------------------------------------ requests
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> Recommendations:
-        """Top-``k`` items for the user with external id ``user``."""
-        _check_k(k)
-        index = int(_to_index(self.user_map, user)[0])
-        known = bool(self.model.is_known_user([index])[0])
+        """Top-``k`` items for the user with external id ``user`` (popular items for a user the
+        model does not know)."""
+        k = _clamp_k(k, self.model.n_items_)
+        index = _index_of(self.user_map, user, self.model.n_users_)
+        known = index >= 0 and bool(self.model.is_known_user([index])[0])
         if not known or self.index is None:
             items, scores = self.model.recommend([index], k, exclude_seen=exclude_seen)
             return self._answer(items[0], scores[0], "model" if known else "popularity")
@@ -120,7 +125,7 @@ class Retriever:
     def recommend_for(self, history: Sequence[Any] = (), features: Any = None,
                       k: int = 10) -> Recommendations:
         """Top-``k`` items for a new user given their item ids (``history``) and features."""
-        _check_k(k)
+        k = _clamp_k(k, self.model.n_items_)
         items = _to_index(self.item_map, np.asarray(history)) if len(history) else \
             np.empty(0, dtype=np.int64)
         items = items[items >= 0]
@@ -134,11 +139,14 @@ class Retriever:
         return self._answer(top[0], scores[0], "encoder")
 
     def similar(self, item: Any, k: int = 10) -> Recommendations:
-        """The ``k`` items most cosine-similar to the item with external id ``item``."""
-        _check_k(k)
-        index = int(_to_index(self.item_map, item)[0])
+        """The ``k`` items most cosine-similar to the item with external id ``item`` (or most
+        similar by the model's own ``similar_items`` when it has no item vectors)."""
+        k = _clamp_k(k, max(self.model.n_items_ - 1, 1))
+        index = _index_of(self.item_map, item, self.model.n_items_)
         if index < 0:
             raise UnknownNameError(f"unknown item id {_plain(item)!r}")
+        if self.model.item_vectors() is None:
+            return self._model_similar(index, k)
         if self._similar_index is None:
             self._unit = self._unit_item_vectors()
             self._similar_index = self._build_index(self._unit)
@@ -147,12 +155,16 @@ class Retriever:
         return self._answer(items[0], scores[0], "index")
 
     # ------------------------------------------------------------------ helpers
+    def _model_similar(self, index: int, k: int) -> Recommendations:
+        try:
+            items, scores = self.model.similar_items([index], k)
+        except NotImplementedError:
+            raise InputError(f"{type(self.model).__name__} has neither item vectors nor an "
+                             "item-item similarity, so it cannot rank similar items") from None
+        return self._answer(items[0], scores[0], "model")
+
     def _unit_item_vectors(self) -> np.ndarray:
-        vectors = self.model.item_vectors()
-        if vectors is None:
-            raise ValueError(f"{type(self.model).__name__} has no item vectors, so it cannot "
-                             "rank similar items")
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(self.model.item_vectors(), dtype=np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _seen(self, user: int) -> np.ndarray:
@@ -214,9 +226,23 @@ def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _check_k(k: int) -> None:
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+def _index_of(id_map: IdMap | None, external: Any, n: int) -> int:
+    """The internal index of one external id (an int or a string), ``-1`` when unknown;
+    without an id map the id is the index itself, known below ``n``."""
+    if isinstance(external, bool) or not isinstance(external, (int, str, np.integer)):
+        raise ParameterError(f"an id is one integer or string, got {type(external).__name__} "
+                             f"{external!r}")
+    if id_map is not None:
+        return int(id_map.to_index([external])[0])
+    value = canonical_int(external) if isinstance(external, str) else int(external)
+    return value if isinstance(value, int) and 0 <= value < n else -1
+
+
+def _clamp_k(k: int, n: int) -> int:
+    """``k`` checked (a positive integer) and capped at ``n``, the most there can be."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParameterError(f"k must be a positive integer, got {k!r}")
+    return int(min(k, n))
 
 
 def _plain(value: Any) -> Any:
