@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import socket
@@ -90,17 +91,32 @@ class RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[ServerState]:
+@contextlib.contextmanager
+def running_server() -> Iterator[ThreadingHTTPServer]:
+    """A `RangeHandler` server on 127.0.0.1; its ``state`` may be replaced between requests."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    state = ServerState(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/")
-    httpd.state = state  # type: ignore[attr-defined]
+    httpd.state = ServerState(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/")  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def server() -> Iterator[ServerState]:
+    with running_server() as httpd:
+        yield httpd.state  # type: ignore[attr-defined]
+
+
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def zip_folder(folder: Path, root: str, extra: dict[str, bytes] | None = None) -> bytes:
@@ -224,6 +240,19 @@ def test_a_misbehaving_server_gives_a_one_line_error(
         fetch(server, tmp_path / "data.bin", sha256=PAYLOAD_SHA256, size=len(PAYLOAD))
     assert "\n" not in str(info.value) and server.base_url + "data.bin" in str(info.value)
     assert not (tmp_path / "data.bin").exists() and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "notaurl/data.bin", "ftp://h/data.bin"])
+def test_only_http_urls_are_downloaded(tmp_path: Path, url: str) -> None:
+    with pytest.raises(DownloadError, match=f"{url}: not an http:// or https:// URL"):
+        download_file(url, tmp_path / "data.bin", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_server_does_not_promise_a_resume(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"failed after 0 bytes .*; run again to retry$"):
+        download_file(f"http://127.0.0.1:{free_port()}/data.bin", tmp_path / "data.bin",
+                      sha256=PAYLOAD_SHA256, progress=False, retries=0)
 
 
 def test_without_a_length_the_whole_body_is_taken(server: ServerState, tmp_path: Path) -> None:
@@ -462,7 +491,8 @@ def test_dataset_without_a_published_sum_is_installed_unverified(
     assert recorded_archive_sum(folder / "SHA256SUMS") == hashlib.sha256(
         server.files["ml-10m.zip"]).hexdigest()
     (folder / "tags.dat").write_text("corrupted\n")
-    with pytest.raises(ChecksumError, match=r"ml-10m/tags.dat: SHA-256 mismatch"):
+    with pytest.raises(ChecksumError, match=rf"ml-10m/tags.dat: SHA-256 mismatch: .*; delete "
+                                            rf"{folder} to download it again$"):
         resolve_dataset("ml-10m", base_url=server.base_url)
     assert len(server.requests) == 1
 
@@ -488,10 +518,7 @@ def test_verified_archive_then_tampered_folder(
 
 def test_unreachable_server_gives_a_not_found_error(
         isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}/"
+    base = f"http://127.0.0.1:{free_port()}/"
     monkeypatch.setenv("RECFORGE_DOWNLOAD_URL", base)
     with pytest.raises(DatasetNotFoundError) as info:
         resolve_dataset("ml-1m", progress=False)

@@ -202,7 +202,13 @@ def resolve_and_verify(
             folder = _download(spec, url, progress)
         except OSError as exc:
             raise DatasetNotFoundError(_not_found(spec, looked, f"download failed: {exc}")) from exc
-    return folder, verify_folder(spec, folder)
+    try:
+        return folder, verify_folder(spec, folder)
+    except ChecksumError as exc:
+        if folder != cache_dir() / spec.name:
+            raise
+        hint = f"delete {folder} to download it again"
+        raise ChecksumError(exc.path, exc.expected, exc.actual, hint) from None
 
 
 def _local_folder(spec: DatasetSpec, data_dir: str | Path | None) -> tuple[Path | None, list[str]]:

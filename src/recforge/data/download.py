@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -44,11 +45,12 @@ _TRANSIENT = (ConnectionError, TimeoutError, http.client.HTTPException, urllib.e
 class ChecksumError(ValueError):
     """A file's SHA-256 is not the expected one."""
 
-    def __init__(self, path: str | Path, expected: str, actual: str):
+    def __init__(self, path: str | Path, expected: str, actual: str, hint: str = ""):
         self.path = str(path)
         self.expected = expected
         self.actual = actual
-        super().__init__(f"{path}: SHA-256 mismatch: expected {expected}, actual {actual}")
+        super().__init__(f"{path}: SHA-256 mismatch: expected {expected}, actual {actual}"
+                         + (f"; {hint}" if hint else ""))
 
 
 class DownloadError(OSError):
@@ -91,6 +93,8 @@ def download_file(
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
         return dest
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(f"{url}: not an http:// or https:// URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     transfer = functools.partial(_transfer, url, part, size, timeout, progress, retries,
@@ -130,10 +134,14 @@ def _transfer(url: str, part: Path, size: int | None, timeout: float, progress: 
         try:
             _fetch(url, part, size, timeout, progress)
             return
+        except DownloadError:  # the server broke the protocol: keep none of its bytes
+            part.unlink(missing_ok=True)
+            raise
         except _TRANSIENT as exc:
             if attempt == retries:
                 got = part.stat().st_size if part.exists() else 0
-                then = f"run again to resume from {part}" if resumable else "run again to retry"
+                then = f"run again to resume from {part}" if resumable and got else \
+                    "run again to retry"
                 raise DownloadError(f"download of {url} failed after {got} bytes ({exc}); "
                                     f"{then}") from exc
 
