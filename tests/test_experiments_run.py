@@ -174,5 +174,5 @@ def test_an_unrelated_folder_is_never_replaced(tiny_file: Path, tmp_path: Path,
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert main(["run", str(tiny_file), "--out", str(tmp_path / "mine")]) == 2
-    assert "not an earlier run's folder" in capsys.readouterr().err
+    assert "a folder recforge did not write" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

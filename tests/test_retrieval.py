@@ -206,8 +206,8 @@ def test_save_load_round_trip_is_identical(tmp_path: Path, catalogue, exclusions
     assert loaded.kind == kind and loaded.settings() == index.settings() and len(loaded) == len(index)
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
     assert not list(tmp_path.glob(".*"))  # no temporary leftovers
-    assert {p.name for p in (tmp_path / "ix").iterdir()} <= {"index.json", "ids.npy",
-                                                              "vectors.npy", "index.faiss"}
+    assert {p.name for p in (tmp_path / "ix").iterdir()} <= {
+        ".recforge.json", "index.json", "ids.npy", "vectors.npy", "index.faiss"}
 
 
 def test_seeded_ivf_training_is_reproducible(catalogue) -> None:
@@ -320,7 +320,6 @@ def test_models_without_embeddings_use_their_own_ranking(data: Interactions) -> 
     assert similar.scores.tolist() == pytest.approx(expected_scores[0].tolist())
     with pytest.raises(ValueError, match="neither item vectors nor an item-item similarity"):
         Retriever(create_model("most-popular").fit(data)).similar(0)
-
 
 
 def test_retriever_bad_input(fitted) -> None:

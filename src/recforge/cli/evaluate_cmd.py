@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from pathlib import Path
 
 from rich.table import Table
 
@@ -28,8 +28,10 @@ from recforge.experiments.steps import (
     prepare_split,
     run_evaluation,
 )
-from recforge.io import atomic_path
+from recforge.io import atomic_dir, atomic_path, json_written_by
 
+#: the ``written_by`` of ``evaluate --json`` files (an existing one is replaced only if it has it)
+EVALUATE = "recforge evaluate"
 SPLIT_HELP = f"one of {', '.join(CANONICAL_FOLDS + SPLIT_METHODS)}"
 
 
@@ -74,19 +76,20 @@ def _prepare(args: argparse.Namespace):
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    prepared = _prepare(args)
-    summary = prepared.summary()
-    table = Table(title="Split", show_header=False)
-    for key, value in summary.items():
-        table.add_row(key, str(value))
-    console.print(table)
+    # --out is checked and locked before the data is loaded, and written as one unit
+    with atomic_dir(args.out, "split") if args.out else contextlib.nullcontext() as out:
+        prepared = _prepare(args)
+        summary = prepared.summary()
+        table = Table(title="Split", show_header=False)
+        for key, value in summary.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        if out is not None:
+            prepared.train.to_parquet(out / "train.parquet")
+            prepared.test.to_parquet(out / "test.parquet")
+            (out / "split.json").write_text(json.dumps(summary, indent=2))
     if args.out:
-        out = Path(args.out)
-        prepared.train.to_parquet(out / "train.parquet")
-        prepared.test.to_parquet(out / "test.parquet")
-        with atomic_path(out / "split.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
-        console.print(f"wrote {out}/train.parquet, test.parquet, split.json")
+        console.print(f"wrote {args.out}/train.parquet, test.parquet, split.json")
     return 0
 
 
@@ -104,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console.print(metrics_table([record], title=f"{args.dataset} / {args.split} / "
                                                 f"{args.protocol}"))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(record, indent=2))
+        with atomic_path(args.json, owned=lambda path: json_written_by(path, EVALUATE)) as tmp:
+            tmp.write_text(json.dumps({"written_by": EVALUATE, **record}, indent=2))
         console.print(f"wrote {args.json}")
     return 0

@@ -1,7 +1,8 @@
 """``recforge train``, ``recforge recommend`` and ``recforge similar``: serve a saved model.
 
 ``train`` fits a registered model on a whole dataset and saves it with its catalogue
-(external ids and titles, `recforge.retrieval.save_catalogue`), so that ``recommend`` and
+(external ids and titles, `recforge.retrieval.write_catalogue`) as one unit (the output
+folder is checked and locked before the data is loaded), so that ``recommend`` and
 ``similar`` answer by external ids with titles from the model folder alone. For a model saved
 from Python without a catalogue, ``--dataset`` supplies the ids and titles instead.
 """
@@ -24,7 +25,7 @@ from recforge.cli.common import (
 )
 from recforge.data.readers import parse_column_spec
 from recforge.retrieval import INDEX_KINDS, FaissUnavailableError, Recommendations
-from recforge.retrieval.retriever import Retriever, load_retriever, save_catalogue
+from recforge.retrieval.retriever import Retriever, load_retriever, write_catalogue
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -72,18 +73,20 @@ def _load_data(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from recforge.models.base import model_output
     from recforge.models.registry import create_model, get_model_class
 
     params = parse_params(args.param)
     if "seed" in get_model_class(args.model)._param_names():
         params.setdefault("seed", args.seed)
     model = create_model(args.model, **params)
-    with phase(f"loading {args.dataset}"):
-        data = _load_data(args)
-    with phase(f"fitting {args.model} on {len(data):,} interactions"):
-        model.fit(data)
-    model.save(args.out)
-    save_catalogue(args.out, data)
+    with model_output(args.out) as folder:  # checks and locks --out before the work
+        with phase(f"loading {args.dataset}"):
+            data = _load_data(args)
+        with phase(f"fitting {args.model} on {len(data):,} interactions"):
+            model.fit(data)
+        model.write_files(folder)
+        write_catalogue(folder, data)
     console.print(f"wrote {args.out}")
     return 0
 

@@ -9,7 +9,7 @@ from typing import Any
 from recforge.cli.common import console, metrics_table, phase
 from recforge.experiments.config import Experiment, load_experiment
 from recforge.experiments.record import ExperimentRecord
-from recforge.experiments.rundir import check_output_dir, default_run_dir, write_run
+from recforge.experiments.rundir import default_run_dir, run_output, write_run_files
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -36,32 +36,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def execute(experiment: Experiment, out: str | Path | None) -> Path:
-    """Run ``experiment``, write its run folder and report, print the leaderboard."""
+    """Run ``experiment``, write its run folder and report as one unit (the folder is
+    checked and locked before the experiment runs), print the leaderboard."""
     from recforge.experiments.runner import run_experiment
 
     run_dir = Path(out) if out else default_run_dir(experiment.experiment.name)
-    check_output_dir(run_dir)
-    record = run_experiment(experiment, step=phase)
-    with phase(f"writing {run_dir}"):
-        results = write_run(record, run_dir)
-    report = write_report(record, run_dir) if experiment.report.enabled else None
+    with run_output(run_dir) as folder:
+        record = run_experiment(experiment, step=phase)
+        with phase(f"writing {run_dir}"):
+            results = write_run_files(record, folder)
+        report = write_report(record, folder) if experiment.report.enabled else None
     print_leaderboard(record, results)
     console.print(f"run folder: [bold]{run_dir}[/]")
     if report is not None:
-        console.print(f"report: [bold]{report}[/]")
+        console.print(f"report: [bold]{run_dir / report.relative_to(folder)}[/]")
     return run_dir
 
 
-def write_report(record: ExperimentRecord, run_dir: Path) -> Path | None:
-    """The report's HTML (else Markdown) path, or None with a notice when `recforge.report`
-    is not installed."""
+def write_report(record: ExperimentRecord, folder: Path) -> Path | None:
+    """Write the report into ``folder`` (a run folder being written); its HTML (else
+    Markdown) path, or None with a notice when `recforge.report` is not installed."""
     try:
-        from recforge.report import write_report as write
+        from recforge.report.writer import write_report_files
     except ImportError:
         console.print("[yellow]note:[/] recforge.report is not available; no report written")
         return None
     with phase("writing the report"):
-        paths = write(record, run_dir)
+        paths = write_report_files(record, folder)
     return paths.get("html") or paths.get("markdown") or next(iter(paths.values()), None)
 
 
@@ -81,16 +82,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         format_params,
         require_optuna,
         tune_experiment,
-        write_tune_result,
+        write_tune_files,
     )
 
     experiment = load_experiment(args.experiment)
     require_optuna()
     out = Path(args.out) if args.out else default_run_dir(f"{experiment.experiment.name}-tune")
-    check_output_dir(out, ("tune.json",))
-    result = tune_experiment(experiment, trials=args.trials, timeout=args.timeout, step=phase,
-                             notify=console.print)
-    write_tune_result(result, out)
+    with run_output(out, "tune") as folder:
+        result = tune_experiment(experiment, trials=args.trials, timeout=args.timeout,
+                                 step=phase, notify=console.print)
+        write_tune_files(result, folder)
     console.print(f"best {result.metric} on the validation split: {result.best_value:.4f} "
                   f"with {format_params(result.best_params)}")
     console.print(f"wrote {out}/best.toml, trials.csv, tune.json")

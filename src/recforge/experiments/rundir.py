@@ -8,10 +8,15 @@
                                  and a leaderboard averaged over seeds
     <run>/metrics/<label>-seed<k>-<protocol>.parquet   per-user metric arrays
     <run>/report.md, report.html, figures/             written by `recforge.report`
+    <run>/.recforge.json         recforge's marker: the folder's kind and its files' sums
+
+The folder is written as one unit (`run_output`): an earlier run's folder is replaced only
+when its marker says recforge wrote it, never a folder that merely holds a ``summary.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -43,35 +48,31 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{name}-{stamp}"
 
 
-#: files that mark an earlier run's folder (``results.json``: the quickstart before run folders)
-RUN_MARKERS = ("summary.json", "results.json")
-
-
-def check_output_dir(path: str | Path, markers: tuple[str, ...] = RUN_MARKERS) -> None:
-    """Refuse to replace a non-empty folder that is not an earlier output (none of
-    ``markers`` in it)."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or (
-            any(path.iterdir()) and not any((path / m).is_file() for m in markers))):
-        raise FileExistsError(f"{path} exists and is not an earlier run's folder (no "
-                              f"{' or '.join(markers)}); choose another output folder")
+def run_output(path: str | Path, kind: str = "run") -> contextlib.AbstractContextManager[Path]:
+    """`recforge.io.atomic_dir` for a run (or ``tune``) folder: checked and locked on entry,
+    so enter it before the experiment runs; only an absent or empty folder or an earlier
+    recforge folder of ``kind`` (by its marker, not by a common file name) is replaced."""
+    return atomic_dir(path, kind)
 
 
 def write_run(record: ExperimentRecord, run_dir: str | Path) -> dict[str, Any]:
-    """Write the configuration, environment, per-user metrics and summary (atomically,
-    replacing an earlier run's folder); returns the summary."""
-    run_dir = Path(run_dir)
-    check_output_dir(run_dir)
+    """Write the run folder as one unit (`run_output`); returns the summary."""
+    with run_output(run_dir) as tmp:
+        return write_run_files(record, tmp)
+
+
+def write_run_files(record: ExperimentRecord, folder: Path) -> dict[str, Any]:
+    """Write the configuration, environment, per-user metrics and summary into ``folder``
+    (the temporary folder of a `run_output`); returns the summary."""
     results = summary(record)
-    with atomic_dir(run_dir) as tmp:
-        (tmp / "config.resolved.toml").write_text(tomlw.dumps(record.config))
-        write_json(tmp / "environment.json", environment(record))
-        (tmp / "metrics").mkdir()
-        for model in record.models:
-            for protocol, result in model.results.items():
-                path = tmp / "metrics" / metrics_file_name(model.label, model.seed, protocol)
-                per_user_frame(result, record.train).to_parquet(path, index=False)
-        write_json(tmp / "summary.json", results)
+    (folder / "config.resolved.toml").write_text(tomlw.dumps(record.config))
+    write_json(folder / "environment.json", environment(record))
+    (folder / "metrics").mkdir()
+    for model in record.models:
+        for protocol, result in model.results.items():
+            path = folder / "metrics" / metrics_file_name(model.label, model.seed, protocol)
+            per_user_frame(result, record.train).to_parquet(path, index=False)
+    write_json(folder / "summary.json", results)
     return results
 
 

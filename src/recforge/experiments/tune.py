@@ -37,7 +37,6 @@ from recforge.experiments.config import (
 )
 from recforge.experiments.runner import Step, load_split, quiet_step
 from recforge.experiments.steps import SPLIT_METHODS, build_model
-from recforge.io import atomic_dir
 
 
 def _int(low: int, high: int, log: bool = True) -> ParamSpace:
@@ -217,16 +216,22 @@ def require_optuna() -> Any:
 
 def write_tune_result(result: TuneResult, out_dir: str | Path) -> Path:
     """``best.toml`` (the runnable experiment with the best hyperparameters), ``trials.csv``
-    and ``tune.json``, written atomically into ``out_dir``."""
-    from recforge.experiments.rundir import check_output_dir, package_versions, write_json
+    and ``tune.json`` in ``out_dir``, written as one unit (`recforge.experiments.rundir.
+    run_output`: only over an absent or empty folder or an earlier recforge tune folder)."""
+    from recforge.experiments.rundir import run_output
 
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, ("tune.json",))
-    with atomic_dir(out_dir) as tmp:
-        (tmp / "best.toml").write_text(tomlw.dumps(resolved_config(result.experiment)))
-        result.trials.to_csv(tmp / "trials.csv", index=False)
-        write_json(tmp / "tune.json", {
-            "model": result.model, "metric": result.metric, "best_value": result.best_value,
-            "best_params": result.best_params, "n_trials": len(result.trials),
-            "validation_split": result.validation, "packages": package_versions()})
-    return out_dir
+    with run_output(out_dir, "tune") as tmp:
+        write_tune_files(result, tmp)
+    return Path(out_dir)
+
+
+def write_tune_files(result: TuneResult, folder: Path) -> None:
+    """`write_tune_result` into ``folder``, the temporary folder of a tune output."""
+    from recforge.experiments.rundir import package_versions, write_json
+
+    (folder / "best.toml").write_text(tomlw.dumps(resolved_config(result.experiment)))
+    result.trials.to_csv(folder / "trials.csv", index=False)
+    write_json(folder / "tune.json", {
+        "model": result.model, "metric": result.metric, "best_value": result.best_value,
+        "best_params": result.best_params, "n_trials": len(result.trials),
+        "validation_split": result.validation, "packages": package_versions()})

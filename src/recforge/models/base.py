@@ -14,8 +14,12 @@ Tie rule: `recommend` orders by score, descending, and breaks ties by the lower 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,10 +27,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.io import atomic_dir, read_metadata
+from recforge.errors import CorruptFileError, InputError
+from recforge.io import (
+    MissingFileError,
+    atomic_dir,
+    first_line,
+    has_metadata,
+    ids_fingerprint,
+    read_metadata,
+)
 from recforge.topk import top_k
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the folder has a marker and the model a data fingerprint
 _SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
 
 
@@ -86,6 +98,7 @@ class Recommender:
         has_r = train.ratings is not None
         self.global_mean_ = float(train.ratings.mean()) if has_r else 0.0
         self.rating_range_ = [float(train.ratings.min()), float(train.ratings.max())] if has_r else None
+        self.data_fingerprint_ = ids_fingerprint(train.user_map.ids, train.item_map.ids)
         self._fit(train, valid)
         return self
 
@@ -247,10 +260,24 @@ class Recommender:
             setattr(self, key, value)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path/`` with ``model.json`` (class, params, scalars) and ``arrays.npz``.
-
-        The write is atomic: the folder appears complete or not at all."""
+        """Write ``path/`` with ``model.json`` (class, params, scalars, the fingerprint of the
+        training ids) and ``arrays.npz``, as one unit (`model_output`): atomic, locked against
+        a concurrent writer, and only over an absent or empty folder or an earlier recforge
+        model folder (else `recforge.errors.OutputExistsError`)."""
         self._check_fitted()
+        meta, arrays = self._serialised()
+        with model_output(path) as tmp:
+            _write_model_files(tmp, meta, arrays)
+        return Path(path)
+
+    def write_files(self, folder: str | Path) -> None:
+        """Write ``model.json`` and ``arrays.npz`` into ``folder``: the temporary folder of a
+        `model_output` that writes the model together with other files (a catalogue)."""
+        self._check_fitted()
+        _write_model_files(Path(folder), *self._serialised())
+
+    def _serialised(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``model.json``'s content and the arrays; unsaveable state raises ``TypeError``."""
         scalars: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {}
         for key, value in self._state().items():
@@ -278,31 +305,182 @@ class Recommender:
             "sparse": sorted({k[: -len(s)] for k in arrays for s in _SPARSE_SUFFIX
                               if k.endswith(s)}),
         }
-        with atomic_dir(path) as tmp:
-            (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-            np.savez(tmp / "arrays.npz", **arrays)
-        return Path(path)
+        return meta, arrays
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Load a model saved by `save` (never unpickles: JSON + ``allow_pickle=False``)."""
+        """Load a model saved by `save` (never unpickles: JSON + ``allow_pickle=False``).
+
+        Folders of format 1 (before markers and fingerprints) still load. A missing, damaged
+        or inconsistent file raises `recforge.errors.CorruptFileError` (an input error) with
+        one line naming the file and what is wrong."""
         from recforge.models.registry import get_model_class
 
         path = Path(path)
-        meta = read_metadata(path, "model.json", "model", FORMAT_VERSION)
-        model_cls = get_model_class(meta["model"])
-        if cls is not Recommender and not issubclass(model_cls, cls):
-            raise TypeError(f"{path} holds a {model_cls.__name__}, not a {cls.__name__}")
-        model = model_cls(**meta["params"])
-        state: dict[str, Any] = dict(meta["state"])
-        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        for key in meta["sparse"]:
-            data, indices, indptr, shape = (arrays.pop(key + s) for s in _SPARSE_SUFFIX)
-            state[key] = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
-        state.update(arrays)
-        model._restore(state)
+        meta = read_metadata(path, MODEL_FILE, "model", FORMAT_VERSION, legacy_versions=(1,))
+        meta_file = path / MODEL_FILE
+        _check_model_meta(meta, meta_file)
+        try:
+            model_cls = get_model_class(meta["model"])
+            if cls is not Recommender and not issubclass(model_cls, cls):
+                raise InputError(f"it holds a {model_cls.__name__}, not a {cls.__name__}")
+            model = model_cls(**model_cls.validate_params(meta["params"], where="params."))
+        except (InputError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{meta_file}: {first_line(exc)}") from None
+        state = {**meta["state"], **_read_arrays(path / ARRAYS_FILE, meta["sparse"])}
+        try:
+            model._restore(state)
+            _check_learned_state(model)
+            _probe(model)
+        except _STATE_ERRORS as exc:
+            raise CorruptFileError(f"{path}: the saved state is inconsistent "
+                                   f"({first_line(exc)})") from None
         return model
+
+
+MODEL_FILE, ARRAYS_FILE = "model.json", "arrays.npz"
+#: names of saved state: attributes with a trailing underscore (sparse parts add a suffix)
+_STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
+_STATE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError,
+                 ArithmeticError)
+#: what each key of ``model.json`` must hold
+_META_TYPES: dict[str, type] = {"model": str, "class": str, "params": dict, "state": dict,
+                                "sparse": list}
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a model folder of the format before markers (a ``model.json``
+    with a format version), which a new save may replace."""
+    return has_metadata(folder, MODEL_FILE)
+
+
+def model_output(path: str | Path, update: bool = False) -> contextlib.AbstractContextManager[Path]:
+    """`recforge.io.atomic_dir` for a model folder at ``path``: checked and locked on entry
+    (an earlier model folder may be replaced), written as one unit on exit; with ``update``
+    the temporary folder starts with the current folder's files."""
+    return atomic_dir(path, "model", legacy=is_model_folder, update=update)
+
+
+def _write_model_files(folder: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    (folder / MODEL_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+    np.savez(folder / ARRAYS_FILE, **arrays)
+
+
+def _check_model_meta(meta: dict[str, Any], file: Path) -> None:
+    """``model.json``'s keys and their types; `CorruptFileError` naming the first problem."""
+    for key, kind in _META_TYPES.items():
+        if key not in meta:
+            raise CorruptFileError(f"{file}: missing key {key!r}")
+        if not isinstance(meta[key], kind):
+            raise CorruptFileError(f"{file}: {key!r} must be a JSON {_JSON_NAMES[kind]}, found "
+                                   f"{type(meta[key]).__name__}")
+    bad = [name for name in [*meta["state"], *meta["sparse"]]
+           if not isinstance(name, str) or not _STATE_NAME.fullmatch(name)]
+    if bad:
+        raise CorruptFileError(f"{file}: {bad[0]!r} is not a learned-state name (letters, digits "
+                               "and underscores, ending in an underscore)")
+
+
+_JSON_NAMES = {str: "string", dict: "object", list: "array"}
+
+
+def _read_arrays(file: Path, sparse: list[str]) -> dict[str, Any]:
+    """The arrays of ``arrays.npz`` with the ``sparse`` ones assembled into CSR matrices."""
+    try:
+        npz = np.load(file, allow_pickle=False)
+        if isinstance(npz, np.lib.npyio.NpzFile):
+            with npz:
+                arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise MissingFileError(f"{file}: missing") from None
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError) as exc:
+        raise CorruptFileError(f"{file}: not a readable array archive "
+                               f"({first_line(exc)})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise CorruptFileError(f"{file}: a single .npy array, not an .npz archive")
+    for key in sparse:
+        parts = [arrays.pop(key + suffix, None) for suffix in _SPARSE_SUFFIX]
+        if any(part is None for part in parts):
+            raise CorruptFileError(f"{file}: sparse matrix {key!r} lacks one of its arrays "
+                                   f"({', '.join(key + s for s in _SPARSE_SUFFIX)})")
+        arrays[key] = _csr(file, key, *parts)
+    bad = [key for key in arrays if not _STATE_NAME.fullmatch(key)]
+    if bad:
+        raise CorruptFileError(f"{file}: {bad[0]!r} is not a learned-state name")
+    return arrays
+
+
+def _csr(file: Path, key: str, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+         shape: np.ndarray) -> sp.csr_matrix:
+    """A CSR matrix from its saved parts, fully checked (indices inside the shape)."""
+    try:
+        if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+            raise ValueError(f"shape {shape.tolist()} is not two non-negative integers")
+        matrix = sp.csr_matrix((data, indices, indptr), shape=tuple(int(s) for s in shape))
+        matrix.check_format(full_check=True)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CorruptFileError(f"{file}: sparse matrix {key!r} is invalid "
+                               f"({first_line(exc)})") from None
+    return matrix
+
+
+def _check_learned_state(model: Recommender) -> None:
+    """The base class's learned state is there and consistent (sizes agree); else
+    ``ValueError`` naming the attribute."""
+    state = vars(model)
+    missing = [name for name in _BASE_STATE if name not in state]
+    if missing:
+        raise ValueError(f"missing learned attribute {missing[0]!r}")
+    n_users, n_items = state["n_users_"], state["n_items_"]
+    for name, value in (("n_users_", n_users), ("n_items_", n_items)):
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    expected = {"seen_": (n_users, n_items), "popularity_": (n_items,),
+                "user_activity_": (n_users,)}
+    for name, shape in expected.items():
+        found = getattr(state[name], "shape", None)
+        if found != shape:
+            raise ValueError(f"{name} has shape {found}, expected {shape} (n_users_ x n_items_)")
+    if not sp.issparse(state["seen_"]):
+        raise ValueError("seen_ must be a sparse matrix")
+    if type(state["global_mean_"]) not in (int, float):
+        raise ValueError(f"global_mean_ must be a number, got {state['global_mean_']!r}")
+    rating_range = state["rating_range_"]
+    if rating_range is not None and (not isinstance(rating_range, list) or len(rating_range) != 2
+                                     or any(type(v) not in (int, float) for v in rating_range)):
+        raise ValueError(f"rating_range_ must be null or two numbers, got {rating_range!r}")
+    fingerprint = state.get("data_fingerprint_")
+    if fingerprint is not None and not _FINGERPRINT.fullmatch(str(fingerprint)):
+        raise ValueError(f"data_fingerprint_ must be a SHA-256 hex digest, got {fingerprint!r}")
+
+
+_BASE_STATE = ("n_users_", "n_items_", "seen_", "popularity_", "user_activity_",
+               "global_mean_", "rating_range_")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def _probe(model: Recommender) -> None:
+    """Score, rank and predict for the first and last known users, and check the embeddings'
+    shapes, so that model-specific arrays of the wrong size fail at load time, not later
+    with wrong ids."""
+    known = np.flatnonzero(model.user_activity_ > 0)
+    users = known[[0, -1]] if len(known) else np.array([-1])
+    scores = model.score(users)
+    if scores.shape != (len(users), model.n_items_):
+        raise ValueError(f"scores have shape {scores.shape}, expected "
+                         f"{(len(users), model.n_items_)}")
+    model.recommend(users, k=1)
+    model.predict(users, np.full(len(users), model.n_items_ - 1))
+    for name, vectors in (("item_vectors", model.item_vectors()),
+                          ("item_embeddings", model.item_embeddings())):
+        if vectors is not None and np.shape(vectors)[0] != model.n_items_:
+            raise ValueError(f"{name} has {np.shape(vectors)[0]} rows for {model.n_items_} items")
+    items = model.item_embeddings()
+    if items is not None and len(known):
+        query = np.asarray(model.user_embeddings(users))
+        if query.shape != (len(users), np.shape(items)[1]):
+            raise ValueError(f"user_embeddings have shape {query.shape}, the item embeddings "
+                             f"{np.shape(items)}")
 
 
 def _json_default(value: Any) -> Any:

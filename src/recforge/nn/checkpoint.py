@@ -3,8 +3,10 @@
 A checkpoint is a folder with ``tensors.safetensors`` (weights, optimiser moments, random
 generator states, the best epoch's weights) and ``state.json`` (epoch loop progress, the
 optimiser's hyperparameters, the numpy generator state, the model's parameters). It is
-written atomically (`recforge.io.atomic_dir`): a crash mid-write leaves the previous
-checkpoint intact. `load_checkpoint` reads it with ``safetensors`` and ``json`` only.
+written as one unit (`recforge.io.atomic_dir`): a crash mid-write leaves the previous
+checkpoint intact, and a folder recforge did not write is never replaced.
+`load_checkpoint` reads it with ``safetensors`` and ``json`` only, after checking the
+files' sums in the folder's marker.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from recforge.io import atomic_dir
+from recforge.errors import CorruptFileError
+from recforge.io import MissingFileError, atomic_dir, first_line, has_metadata, read_metadata
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the folder has a marker with its files' sums
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.json"
 V = TypeVar("V")
@@ -26,9 +30,12 @@ V = TypeVar("V")
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor],
                     state: dict[str, Any]) -> Path:
-    """Write ``tensors`` (moved to the CPU) and the JSON-able ``state`` to folder ``path``."""
+    """Write ``tensors`` (moved to the CPU) and the JSON-able ``state`` to folder ``path`` as
+    one unit: atomic, locked against a concurrent writer, and only over an absent or empty
+    folder or an earlier recforge checkpoint (else `recforge.errors.OutputExistsError`)."""
     cpu = {key: value.detach().to("cpu").contiguous().clone() for key, value in tensors.items()}
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "checkpoint", legacy=lambda folder: has_metadata(folder, STATE_FILE)) \
+            as tmp:
         save_file(cpu, str(tmp / TENSORS_FILE))
         payload = {"format_version": CHECKPOINT_FORMAT, **state}
         (tmp / STATE_FILE).write_text(json.dumps(payload, indent=1))
@@ -42,15 +49,17 @@ def has_checkpoint(path: str | Path) -> bool:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(tensors, state)`` of the checkpoint in ``path`` (CPU tensors; never unpickles)."""
+    """``(tensors, state)`` of the checkpoint in ``path`` (CPU tensors; never unpickles). A
+    missing, damaged or modified file raises `recforge.errors.CorruptFileError` naming it."""
     path = Path(path)
     if not has_checkpoint(path):
-        raise FileNotFoundError(f"no checkpoint in {path} (expected {TENSORS_FILE} and "
-                                f"{STATE_FILE})")
-    state = json.loads((path / STATE_FILE).read_text())
-    if state.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {state.get('format_version')!r}")
-    return load_file(str(path / TENSORS_FILE)), state
+        raise MissingFileError(f"no checkpoint in {path} (expected {TENSORS_FILE} and "
+                               f"{STATE_FILE})")
+    state = read_metadata(path, STATE_FILE, "checkpoint", CHECKPOINT_FORMAT, legacy_versions=(1,))
+    try:
+        return load_file(str(path / TENSORS_FILE)), state
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CorruptFileError(f"{path / TENSORS_FILE}: unreadable ({first_line(exc)})") from None
 
 
 def with_prefix(prefix: str, entries: dict[str, V]) -> dict[str, V]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recforge.experiments.record import ExperimentRecord
-from recforge.io import atomic_dir, atomic_path
+from recforge.io import atomic_dir, atomic_path, marker_kind
 from recforge.report import analysis, figures
 from recforge.report.document import Document, Figure, Section, Table
 from recforge.report.html import render_html
@@ -207,11 +207,24 @@ def _lead(record: ExperimentRecord) -> list[str]:
              f"({primary.protocol}).")]
 
 
-def write_report(record: ExperimentRecord, out_dir: Path) -> dict[str, Path]:
+def write_report(record: ExperimentRecord, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, a self-contained ``report.html`` and ``figures/*.png`` under
-    ``out_dir``; returns ``{"markdown", "html", "figures", <figure stem>...}`` paths."""
-    start = time.perf_counter()
+    ``out_dir``; returns ``{"markdown", "html", "figures", <figure stem>...}`` paths.
+
+    ``out_dir`` is written as one unit (`recforge.io.atomic_dir`): a new report folder, or
+    an earlier recforge report or run folder updated with its other files kept; a folder
+    recforge did not write is refused."""
     out_dir = Path(out_dir)
+    kind = "run" if marker_kind(out_dir) == "run" else "report"
+    with atomic_dir(out_dir, kind, update=True) as tmp:
+        paths = write_report_files(record, tmp)
+    return {name: out_dir / path.relative_to(tmp) for name, path in paths.items()}
+
+
+def write_report_files(record: ExperimentRecord, out_dir: Path) -> dict[str, Path]:
+    """`write_report` into ``out_dir``, a folder being written (the temporary folder of a
+    run or report output)."""
+    start = time.perf_counter()
     with atomic_dir(out_dir / FIGURES) as tmp:
         sections = _Builder(record, tmp).sections()
         stems = sorted(path.stem for path in tmp.glob("*.png"))

@@ -33,8 +33,9 @@ always). FAISS ``IDSelector`` search parameters were not used: they apply to a w
 call, so per-query exclusions would cost one call per query.
 
 Saving writes a folder atomically (`recforge.io.atomic_dir`): ``index.json`` (kind,
-settings, dimension, format version), ``ids.npy``, and ``vectors.npy`` (exact) or
-``index.faiss`` (`faiss.write_index`). Nothing is pickled. IVF and PQ training are seeded
+settings, dimension, format version), ``ids.npy``, ``vectors.npy`` (exact) or
+``index.faiss`` (`faiss.write_index`), and the marker with the files' sums, which loading
+checks. Nothing is pickled. IVF and PQ training are seeded
 (FAISS k-means ``seed``), so a rebuild from the same vectors gives the same index.
 """
 
@@ -49,10 +50,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recforge.io import atomic_dir, read_metadata
+from recforge.errors import CorruptFileError
+from recforge.io import MissingFileError, atomic_dir, first_line, has_metadata, read_metadata
 from recforge.topk import top_k
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the folder has a marker with its files' sums
+INDEX_FILE = "index.json"
 FAISS_KINDS = ("flat", "ivf-flat", "ivf-pq", "hnsw")
 INDEX_KINDS = ("exact", *FAISS_KINDS)
 #: `make_index("auto")` searches exactly below this many items
@@ -173,27 +176,55 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``path/`` (``index.json``, ``ids.npy``, the kind's data) atomically."""
+        """Write ``path/`` (``index.json``, ``ids.npy``, the kind's data) as one unit:
+        atomic, locked against a concurrent writer, and only over an absent or empty folder
+        or an earlier recforge index folder (`recforge.io.atomic_dir`)."""
         if self.dim is None:
             raise ValueError("cannot save an empty index")
         meta = {"format_version": FORMAT_VERSION, "kind": self.kind, "dim": self.dim,
                 "settings": self.settings()}
-        with atomic_dir(path) as tmp:
-            (tmp / "index.json").write_text(json.dumps(meta, indent=2))
+        with atomic_dir(path, "index", legacy=lambda folder: has_metadata(folder, INDEX_FILE)) \
+                as tmp:
+            (tmp / INDEX_FILE).write_text(json.dumps(meta, indent=2))
             np.save(tmp / "ids.npy", self._ids)
             self._save_data(tmp)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:
-        """Load an index written by `save` (any kind; never unpickles)."""
+        """Load an index written by `save` (any kind; never unpickles). A missing, damaged or
+        inconsistent file raises `recforge.errors.CorruptFileError` naming it."""
         path = Path(path)
-        meta = read_metadata(path, "index.json", "index", FORMAT_VERSION)
-        index = _new_index(meta["kind"], meta["settings"])
-        index.dim = int(meta["dim"])
-        index._ids = np.load(path / "ids.npy", allow_pickle=False)
-        index._load_data(path)
+        meta = read_metadata(path, INDEX_FILE, "index", FORMAT_VERSION, legacy_versions=(1,))
+        meta_file = path / INDEX_FILE
+        kind, dim, settings = meta.get("kind"), meta.get("dim"), meta.get("settings")
+        if not isinstance(kind, str) or type(dim) is not int or dim < 1 \
+                or not isinstance(settings, dict):
+            raise CorruptFileError(f"{meta_file}: needs 'kind' (a string), 'dim' (a positive "
+                                   "integer) and 'settings' (an object)")
+        try:
+            index = _new_index(kind, settings)
+        except (TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{meta_file}: {first_line(exc)}") from None
+        index.dim = dim
+        index._ids = _load_npy(path / "ids.npy")
+        try:
+            index._load_data(path)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise CorruptFileError(f"{path}: the index data is unreadable "
+                                   f"({first_line(exc)})") from None
+        index._check_loaded(path)
         return index
+
+    def _check_loaded(self, path: Path) -> None:
+        """The ids are one integer per stored vector and the vectors have ``dim`` columns."""
+        count, dim = self._stored()
+        if self._ids.ndim != 1 or self._ids.dtype.kind not in "iu" or len(self._ids) != count:
+            raise CorruptFileError(f"{path / 'ids.npy'}: expected {count} integer ids (one per "
+                                   f"vector), found {self._ids.dtype} of shape {self._ids.shape}")
+        if dim != self.dim:
+            raise CorruptFileError(f"{path}: the vectors have dimension {dim}, "
+                                   f"{INDEX_FILE} says {self.dim}")
 
     # ------------------------------------------------------------------ subclass hooks
     def _reset(self, vectors: np.ndarray) -> None:
@@ -210,6 +241,10 @@ class VectorIndex:
         raise NotImplementedError
 
     def _load_data(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def _stored(self) -> tuple[int, int]:
+        """Number and dimension of the stored vectors."""
         raise NotImplementedError
 
 
@@ -234,7 +269,13 @@ class ExactIndex(VectorIndex):
         np.save(folder / "vectors.npy", self._vectors)
 
     def _load_data(self, folder: Path) -> None:
-        self._vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        self._vectors = _load_npy(folder / "vectors.npy")
+        if self._vectors.ndim != 2 or self._vectors.dtype != np.float32:
+            raise CorruptFileError(f"{folder / 'vectors.npy'}: expected a 2-d float32 array, "
+                                   f"found {self._vectors.dtype} of shape {self._vectors.shape}")
+
+    def _stored(self) -> tuple[int, int]:
+        return self._vectors.shape
 
 
 class FaissIndex(VectorIndex):
@@ -332,6 +373,9 @@ class FaissIndex(VectorIndex):
         self._index = self.faiss.read_index(str(folder / "index.faiss"))
         self._apply_search_knobs()
 
+    def _stored(self) -> tuple[int, int]:
+        return self._index.ntotal, self._index.d
+
 
 def default_nlist(n: int) -> int:
     """IVF lists for ``n`` vectors: the power of two nearest ``sqrt(n)``, at most ``n / 39``
@@ -356,6 +400,16 @@ def make_index(kind: str = "auto", n: int | None = None, **settings: Any) -> Vec
 def load_index(path: str | Path) -> VectorIndex:
     """Load an index saved by `VectorIndex.save`."""
     return VectorIndex.load(path)
+
+
+def _load_npy(file: Path) -> np.ndarray:
+    """An array from a ``.npy`` file; a missing or unreadable one raises an input error."""
+    try:
+        return np.load(file, allow_pickle=False)
+    except FileNotFoundError:
+        raise MissingFileError(f"{file}: missing") from None
+    except (ValueError, EOFError, OSError) as exc:
+        raise CorruptFileError(f"{file}: not a readable array ({first_line(exc)})") from None
 
 
 def _new_index(kind: str, settings: dict[str, Any]) -> VectorIndex:

@@ -16,9 +16,10 @@ internal item indices), returning one query vector (``(1, dim)`` or ``(dim,)``) 
 space of the item embeddings. Without an encoder, or with neither features nor a known
 history, the popular items the user has not interacted with are returned.
 
-A saved model folder can carry its catalogue (`save_catalogue`: external user and item ids
-and titles in ``catalogue.npz``, plain string/number arrays, no pickle), so that
-`load_retriever` serves it without the training data.
+A saved model folder can carry its catalogue (`save_catalogue`, or `write_catalogue` while
+the model folder is written: external user and item ids and titles in ``catalogue.npz``,
+plain string/number arrays, no pickle), so that `load_retriever` serves it without the
+training data. The model's fingerprint of its training ids must match the catalogue's.
 
 `similar` ranks items by the cosine similarity of the model's item vectors (as
 `Recommender.similar_items` does) through a second index over the unit-length vectors,
@@ -31,6 +32,8 @@ spelling); ``k`` beyond the catalogue returns the whole ranking.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +42,9 @@ from typing import Any
 import numpy as np
 
 from recforge.data.interactions import IdMap, Interactions, canonical_int
-from recforge.errors import InputError, ParameterError, UnknownNameError
-from recforge.io import atomic_path
-from recforge.models.base import Recommender
+from recforge.errors import CorruptFileError, InputError, ParameterError, UnknownNameError
+from recforge.io import MissingFileError, atomic_path, first_line, ids_fingerprint, read_json
+from recforge.models.base import MODEL_FILE, Recommender, model_output
 from recforge.retrieval.index import VectorIndex, make_index
 
 Encoder = Callable[..., Any]
@@ -187,34 +190,92 @@ def item_titles(data: Interactions) -> np.ndarray | None:
 
 
 def save_catalogue(folder: str | Path, data: Interactions) -> Path:
-    """Write ``data``'s external user/item ids and item titles into a saved model's folder."""
+    """Add ``data``'s external user/item ids and item titles to the saved model in ``folder``.
+
+    The folder is rewritten as one unit (atomic, locked; `recforge.models.base.model_output`).
+    Data whose ids are not those the model was trained on (its fingerprint) is refused."""
+    folder = Path(folder)
+    with model_output(folder, update=True) as tmp:
+        if not (tmp / MODEL_FILE).is_file():
+            raise MissingFileError(f"{folder} is not a saved recforge model (no {MODEL_FILE})")
+        state = read_json(tmp / MODEL_FILE).get("state")
+        fingerprint = state.get("data_fingerprint_") if isinstance(state, dict) else None
+        _check_ids(fingerprint, data.user_map.ids, data.item_map.ids,
+                   lambda why: InputError(f"the data does not fit the model in {folder}: {why}"))
+        write_catalogue(tmp, data)
+    return folder / CATALOGUE_FILE
+
+
+def write_catalogue(folder: Path, data: Interactions) -> Path:
+    """Write ``catalogue.npz`` (``data``'s ids and titles) into ``folder``: the temporary
+    folder of a model being written (`recforge.models.base.model_output`)."""
     titles = item_titles(data)
     arrays = {"user_ids": data.user_map.ids, "item_ids": data.item_map.ids}
     if titles is not None:
         arrays["titles"] = np.array(["" if t is None else str(t) for t in titles], dtype=str)
-    path = Path(folder) / CATALOGUE_FILE
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(folder / CATALOGUE_FILE) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    return path
+    return folder / CATALOGUE_FILE
 
 
 def load_retriever(model_path: str | Path, data: Interactions | None = None,
                    **kwargs: Any) -> Retriever:
     """A retriever over a saved model, with ids and titles from ``data``, else from the
-    folder's catalogue (`save_catalogue`), else internal indices and no titles."""
+    folder's catalogue (`save_catalogue`), else internal indices and no titles.
+
+    ``data`` or a catalogue whose ids are not those the model was trained on (their number,
+    or the model's fingerprint of them) is refused: the answers would name the wrong items."""
     model = Recommender.load(model_path)
+    fingerprint = getattr(model, "data_fingerprint_", None)
     if data is not None:
         if (data.n_users, data.n_items) != (model.n_users_, model.n_items_):
-            raise ValueError(f"the data has {data.n_users} users x {data.n_items} items; the "
+            raise InputError(f"the data has {data.n_users} users x {data.n_items} items; the "
                              f"model was trained on {model.n_users_} x {model.n_items_}")
+        _check_ids(fingerprint, data.user_map.ids, data.item_map.ids,
+                   lambda why: InputError(f"the data does not fit the model in {model_path}: "
+                                          f"{why}"))
         return Retriever.from_data(model, data, **kwargs)
     catalogue = Path(model_path) / CATALOGUE_FILE
     if not catalogue.is_file():
         return Retriever(model, **kwargs)
-    with np.load(catalogue, allow_pickle=False) as npz:
-        titles = [t or None for t in npz["titles"].tolist()] if "titles" in npz else None
-        return Retriever(model, user_map=IdMap(npz["user_ids"]), item_map=IdMap(npz["item_ids"]),
-                         titles=titles, **kwargs)
+    user_ids, item_ids, titles = read_catalogue(catalogue)
+    if (len(user_ids), len(item_ids)) != (model.n_users_, model.n_items_):
+        raise CorruptFileError(f"{catalogue}: {len(user_ids)} users x {len(item_ids)} items; "
+                               f"the model has {model.n_users_} x {model.n_items_}")
+    _check_ids(fingerprint, user_ids, item_ids, lambda why: CorruptFileError(f"{catalogue}: {why}"))
+    return Retriever(model, user_map=IdMap(user_ids), item_map=IdMap(item_ids), titles=titles,
+                     **kwargs)
+
+
+def read_catalogue(file: Path) -> tuple[np.ndarray, np.ndarray, list[str | None] | None]:
+    """User ids, item ids and titles (or None) of a ``catalogue.npz``, checked: one-dimensional
+    unique ids, one title string per item. Problems raise `CorruptFileError` naming it."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError,
+            AttributeError) as exc:  # AttributeError: a bare .npy array has no context manager
+        raise CorruptFileError(f"{file}: not a readable catalogue ({first_line(exc)})") from None
+    for key in ("user_ids", "item_ids"):
+        ids = arrays.get(key)
+        if ids is None or ids.ndim != 1 or ids.dtype.kind not in "iuU" \
+                or len(np.unique(ids)) != len(ids):
+            raise CorruptFileError(f"{file}: {key!r} must be a one-dimensional array of unique "
+                                   "integer or string ids")
+    titles = arrays.get("titles")
+    if titles is not None and (titles.dtype.kind != "U" or titles.shape != arrays["item_ids"].shape):
+        raise CorruptFileError(f"{file}: 'titles' must hold one string per item")
+    return (arrays["user_ids"], arrays["item_ids"],
+            None if titles is None else [t or None for t in titles.tolist()])
+
+
+def _check_ids(fingerprint: Any, user_ids: np.ndarray, item_ids: np.ndarray,
+               error: Callable[[str], Exception]) -> None:
+    """Raise ``error(why)`` when the model's ``fingerprint`` (None: a model saved before
+    fingerprints) is not that of ``user_ids`` and ``item_ids``."""
+    if fingerprint is not None and fingerprint != ids_fingerprint(user_ids, item_ids):
+        raise error("its user and item ids are not those the model was trained on (the "
+                    "fingerprint in model.json differs)")
 
 
 def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
