@@ -255,6 +255,18 @@ def test_unreachable_server_does_not_promise_a_resume(tmp_path: Path) -> None:
                       sha256=PAYLOAD_SHA256, progress=False, retries=0)
 
 
+@pytest.mark.parametrize("announce", [True, False])
+def test_without_a_known_size_the_maximum_holds(server: ServerState, tmp_path: Path,
+                                                announce: bool) -> None:
+    server.files["data.bin"] = PAYLOAD
+    server.announce_length = announce
+    message = "announces 300000 bytes, more than the 299999" if announce else "more than 299999"
+    with pytest.raises(DownloadError, match=message):
+        fetch(server, tmp_path / "data.bin", max_size=len(PAYLOAD) - 1)
+    assert list(tmp_path.iterdir()) == []
+    assert fetch(server, tmp_path / "data.bin", max_size=len(PAYLOAD)).read_bytes() == PAYLOAD
+
+
 def test_without_a_length_the_whole_body_is_taken(server: ServerState, tmp_path: Path) -> None:
     server.files["data.bin"] = PAYLOAD
     server.announce_length = False

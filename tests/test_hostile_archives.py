@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_download import ServerState, running_server
 
+from recforge.cli import main
 from recforge.data import datasets
 from recforge.data.datasets import Integrity, resolve_and_verify
 
@@ -229,3 +230,16 @@ def test_a_misbehaving_server_gives_a_clean_result(
         folder, integrity = result
         assert (folder / "ratings.dat").read_bytes() == b"ratings.dat\n" * 50
         assert integrity.verified == published
+
+
+@pytest.mark.parametrize("hazard", ["bomb", "traversal", "many"])
+def test_the_cli_reports_a_hostile_archive_in_one_line(
+        httpd: ThreadingHTTPServer, capsys: pytest.CaptureFixture, hazard: str) -> None:
+    members, words = HAZARDS[hazard]
+    archive = zip_bytes([(f"{ROOT}/{name}", b"x") for name in FILES] + members)
+    with sandbox(httpd, {"ml-10m.zip": archive}) as (_, tmp):
+        status = main(["datasets", "download", "ml-10m"])
+        assert not list(tmp.rglob("evil.txt"))
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: ") and words in err and "Traceback" not in err

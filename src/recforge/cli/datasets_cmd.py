@@ -37,11 +37,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in dataset_names():
         info = dataset_info(name)
         ratings = f"{info['ratings']:,}" if info.get("ratings") else "-"
-        where = info.get("local") or ("[dim]generated[/]" if name == "synthetic"
-                                      else "[dim]not downloaded[/]")
+        where = escape(info["local"]) if info.get("local") else (
+            "[dim]generated[/]" if name == "synthetic" else "[dim]not downloaded[/]")
         published = "-" if info["url"] is None else (
             "published" if info["archive_sha256"] else "none")
-        table.add_row(name, info["description"], ratings, published, escape(str(where)))
+        table.add_row(name, info["description"], ratings, published, where)
     console.print(table)
     return 0
 

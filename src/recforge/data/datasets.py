@@ -37,6 +37,8 @@ ENV_DATA_DIR = "RECFORGE_DATA_DIR"
 ENV_CACHE_DIR = "RECFORGE_CACHE_DIR"
 ENV_DOWNLOAD_URL = "RECFORGE_DOWNLOAD_URL"
 SUMS_FILE = "SHA256SUMS"
+#: the most bytes accepted for an archive without a published size (ml-latest.zip: ~350 MB)
+MAX_ARCHIVE_BYTES = 4 << 30
 
 #: the canonical ML-100K train/test folds (train = ``<fold>.base``, test = ``<fold>.test``)
 ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
@@ -354,7 +356,8 @@ def _download(spec: DatasetSpec, url: str, progress: bool) -> Path:
     known = known_archive(spec.name)
     archive = download_file(url, cache_dir() / "downloads" / url.rsplit("/", 1)[-1],
                             sha256=None if known is None else known.sha256,
-                            size=None if known is None else known.size, progress=progress)
+                            size=None if known is None else known.size,
+                            max_size=MAX_ARCHIVE_BYTES, progress=progress)
     target = cache_dir() / spec.name
     try:
         digest = known.sha256 if known is not None else sha256_file(archive)

@@ -38,6 +38,8 @@ MAX_MEMBERS = 100
 #: what zipfile raises on a damaged or unsupported archive
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
                ValueError)
+#: a file's known size and the most bytes accepted without one
+_Sizes = tuple[int | None, int | None]
 #: errors after which a download may succeed by resuming
 _TRANSIENT = (ConnectionError, TimeoutError, http.client.HTTPException, urllib.error.URLError)
 
@@ -54,7 +56,8 @@ class ChecksumError(ValueError):
 
 
 class DownloadError(OSError):
-    """A download failed: HTTP error, or a transfer cut too often (a ``.part`` file is kept)."""
+    """A download failed: an HTTP error or a misbehaving server (its bytes are discarded), or
+    a transfer cut too often (the ``.part`` file is kept for the next run)."""
 
 
 class _ShortTransfer(ConnectionError):
@@ -78,6 +81,7 @@ def download_file(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 2,
     size: int | None = None,
+    max_size: int | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
@@ -86,9 +90,10 @@ def download_file(
     prefix, and it is no longer than ``size``; otherwise it is deleted and the download
     starts from zero. When a resumed file fails the check, the download restarts from zero
     once. A cut connection is resumed up to ``retries`` times. A server that announces a
-    length other than ``size``, sends more, or answers with an HTML page raises
-    `DownloadError`; a final SHA-256 mismatch deletes the download and raises
-    `ChecksumError`. An existing ``dest`` that matches ``sha256`` (or any, without one) is kept.
+    length other than ``size``, sends more (or, without ``size``, more than ``max_size``),
+    or answers with an HTML page raises `DownloadError`; a final SHA-256 mismatch deletes
+    the download and raises `ChecksumError`. Only http(s) URLs are fetched. An existing
+    ``dest`` that matches ``sha256`` (or any, without one) is kept.
     """
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
@@ -97,8 +102,8 @@ def download_file(
         raise DownloadError(f"{url}: not an http:// or https:// URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    transfer = functools.partial(_transfer, url, part, size, timeout, progress, retries,
-                                 sha256 is not None)
+    transfer = functools.partial(_transfer, url, part, (size, max_size), timeout, progress,
+                                 retries, sha256 is not None)
     kept = _keep_part(part, size, sha256)
     if not (kept and part.stat().st_size == size):
         transfer()
@@ -107,9 +112,9 @@ def download_file(
         part.unlink()
         transfer()
         actual = sha256_file(part)
-    if actual != sha256:
+    if sha256 is not None and actual != sha256:
         part.unlink()
-        raise ChecksumError(dest, str(sha256), str(actual))
+        raise ChecksumError(dest, sha256, actual or "")
     os.replace(part, dest)
     return dest
 
@@ -127,12 +132,12 @@ def _keep_part(part: Path, size: int | None, sha256: str | None) -> bool:
     return False
 
 
-def _transfer(url: str, part: Path, size: int | None, timeout: float, progress: bool,
+def _transfer(url: str, part: Path, sizes: _Sizes, timeout: float, progress: bool,
               retries: int, resumable: bool) -> None:
     """Fetch into ``part``, resuming a cut transfer up to ``retries`` times."""
     for attempt in range(retries + 1):
         try:
-            _fetch(url, part, size, timeout, progress)
+            _fetch(url, part, sizes, timeout, progress)
             return
         except DownloadError:  # the server broke the protocol: keep none of its bytes
             part.unlink(missing_ok=True)
@@ -146,7 +151,7 @@ def _transfer(url: str, part: Path, size: int | None, timeout: float, progress: 
                                     f"{then}") from exc
 
 
-def _fetch(url: str, part: Path, size: int | None, timeout: float, progress: bool) -> None:
+def _fetch(url: str, part: Path, sizes: _Sizes, timeout: float, progress: bool) -> None:
     """One transfer into ``part``, resuming from its current size when the server allows it."""
     offset = part.stat().st_size if part.exists() else 0
     response = _open(url, offset, timeout)
@@ -155,14 +160,15 @@ def _fetch(url: str, part: Path, size: int | None, timeout: float, progress: boo
         if response is not None:
             response.close()
         part.unlink()
-        return _fetch(url, part, size, timeout, progress)
+        return _fetch(url, part, sizes, timeout, progress)
     with response:
-        total = _expected_total(response, url, start, size)
+        total = _expected_total(response, url, start, sizes)
+        limit = total if total is not None else sizes[1]
         with open(part, "ab" if start else "wb") as out, \
                 _progress_bar(part.name.removesuffix(".part"), total, start, progress) as advance:
             for block in iter(lambda: response.read(CHUNK_SIZE), b""):
-                if total is not None and out.tell() + len(block) > total:
-                    raise DownloadError(f"{url}: the server sent more than {total} bytes")
+                if limit is not None and out.tell() + len(block) > limit:
+                    raise DownloadError(f"{url}: the server sent more than {limit} bytes")
                 out.write(block)
                 advance(len(block))
     if total is not None and part.stat().st_size < total:
@@ -195,13 +201,18 @@ def _start(response: http.client.HTTPResponse, url: str, offset: int) -> int | N
 
 
 def _expected_total(response: http.client.HTTPResponse, url: str, start: int,
-                    size: int | None) -> int | None:
-    """The file's length as announced (else ``size``); refuses HTML and a wrong length."""
+                    sizes: _Sizes) -> int | None:
+    """The file's length as announced (else its known size); refuses HTML, a length other
+    than the known size, and one over the maximum."""
+    size, max_size = sizes
     if response.headers.get("Content-Type", "").startswith("text/html"):
         raise DownloadError(f"{url}: the server sent an HTML page, not the file")
     total = size if response.length is None else start + response.length
     if size is not None and total != size:
         raise DownloadError(f"{url}: the server announces {total} bytes, expected {size}")
+    if max_size is not None and total is not None and total > max_size:
+        raise DownloadError(f"{url}: the server announces {total} bytes, more than the "
+                            f"{max_size} allowed")
     return total
 
 
