@@ -50,15 +50,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     from recforge.data.datasets import get_spec, load_dataset, resolve_and_verify
 
     with phase(f"loading {args.name}"):
-        if get_spec(args.name).archive is None:
-            status, data_dir = "generated in memory: nothing to verify", args.data_dir
-        else:
-            data_dir, integrity = resolve_and_verify(args.name, args.data_dir,
+        where: dict[str, str] = {"integrity": "generated in memory: nothing to verify"}
+        data_dir = args.data_dir
+        if get_spec(args.name).archive is not None:
+            data_dir, integrity = resolve_and_verify(args.name, data_dir,
                                                      download=not args.no_download)
-            status = str(integrity)
-        data = load_dataset(args.name, data_dir=data_dir, download=not args.no_download)
-    info = {**data.describe(), "folder": str(data_dir) if data_dir else None,
-            "integrity": status}
+            where = {"folder": str(data_dir), "integrity": str(integrity)}
+        data = load_dataset(args.name, data_dir=data_dir, download=False)
+    info = {**data.describe(), **where}
     if args.json:
         console.print_json(json.dumps(info, default=str))
         return 0
