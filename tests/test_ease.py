@@ -7,6 +7,7 @@ import pytest
 from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
+from recforge.errors import ParameterError
 from recforge.models import ease as ease_module
 from recforge.models.ease import EASE
 
@@ -69,10 +70,10 @@ def test_similar_items_read_b(data: Interactions) -> None:
 
 def test_invalid_parameters_and_memory_limit(data: Interactions,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="reg must be positive"):
-        EASE(reg=0.0).fit(data)
-    with pytest.raises(ValueError, match="dtype"):
-        EASE(dtype="float16").fit(data)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"^reg: must be a finite number > 0, got 0.0$"):
+        EASE(reg=0.0)
+    with pytest.raises(ParameterError, match="^dtype: must be one of 'float32', 'float64'"):
+        EASE(dtype="float16")  # type: ignore[arg-type]
     monkeypatch.setattr(ease_module, "_physical_memory", lambda: 1024)
     with pytest.raises(MemoryError, match="restrict the catalogue"):
         EASE().fit(data)

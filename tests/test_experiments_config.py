@@ -80,13 +80,13 @@ def test_good_file_is_typed_and_defaults_fill_in() -> None:
     (('method = "random"', 'method = "u1"'), "canonical ML-100K fold"),
     (('"sampled-49"', '"sampled"'), "evaluation.protocols[0]: unknown protocol 'sampled'"),
     (('"ndcg@5"', '"ndgc@5"'), "evaluation.metrics: unknown metric 'ndgc@5'"),
-    (("cutoffs = [10, 20]", "cutoffs = [0]"), "evaluation.cutoffs[0]: must be at least 1"),
+    (("cutoffs = [10, 20]", "cutoffs = [0]"), "evaluation.cutoffs[0]: must be an integer in [1,"),
     (('protocols = ["sampled-49", "full"]', 'protocols = ["sampled-49"]'),
      "Coverage@10, Coverage@20 need the 'full' protocol"),
     (('label = "iALS small"', 'label = "most-popular"'), "labels must be unique"),
-    (("factors = 8", 'factors = "8"'), ("models[1].params.factors: expected int (the default "
-                                       "is 64), got a string '8'")),
-    (("factors = 8", "factors = 8.5"), "models[1].params.factors: expected int"),
+    (("factors = 8", 'factors = "8"'), ("models[1].params.factors: must be an integer in "
+                                       "[1, 100000], got '8'")),
+    (("factors = 8", "factors = 8.5"), "models[1].params.factors: must be an integer"),
     (('name = "most-popular"', 'name = "most-popular"\nparams = { k = 1 }'),
      "models[0].params.k: unknown parameter of most-popular 'k'"),
     (("n_users = 100", "n_userz = 100"), "data.options.n_userz: unknown option"),

@@ -10,6 +10,7 @@ from conftest import require_module
 from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
+from recforge.errors import ParameterError
 from recforge.models import BaselineOnly, get_model_class
 from recforge.models.knn import ItemKNN, ItemKNNImplicit, UserKNN, UserKNNImplicit
 from recforge.models.similarity import corated_similarity, vector_similarity
@@ -117,12 +118,15 @@ def test_max_neighbors_prunes_the_pool(data: Interactions) -> None:
 
 
 def test_invalid_parameters(data: Interactions) -> None:
-    with pytest.raises(ValueError, match="unknown similarity"):
-        UserKNN(similarity="adjusted-cosine").fit(data)
-    with pytest.raises(ValueError, match="unknown prediction"):
-        ItemKNN(prediction="z-score").fit(data)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="jaccard"):
+    with pytest.raises(ParameterError, match="^similarity: must be one of .*, got 'adjusted"):
+        UserKNN(similarity="adjusted-cosine")
+    assert ItemKNN(similarity="adjusted-cosine").similarity == "adjusted-cosine"
+    with pytest.raises(ParameterError, match="^prediction: must be one of"):
+        ItemKNN(prediction="z-score")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="^weighting: similarity 'jaccard'"):
         ItemKNNImplicit(similarity="jaccard", weighting="tfidf").fit(data)
+    with pytest.raises(ParameterError, match="^alpha: the asymmetric cosine"):
+        ItemKNNImplicit(similarity="dot", alpha=0.3).fit(data)
 
 
 @pytest.mark.parametrize("cls", [UserKNN, ItemKNN])
@@ -173,8 +177,8 @@ def test_candidate_neighbourhood_scores_with_the_transpose(data: Interactions,
     history = ItemKNNImplicit(k=4, similarity="cosine", weighting="none", alpha=alpha,
                               neighbourhood="history").fit(data)
     assert not np.allclose(history.score(np.arange(data.n_users)), binary @ pruned.T)
-    with pytest.raises(ValueError, match="neighbourhood"):
-        ItemKNNImplicit(neighbourhood="user").fit(data)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="^neighbourhood: must be one of"):
+        ItemKNNImplicit(neighbourhood="user")  # type: ignore[arg-type]
 
 
 class TestItemKNNImplicitCandidate(ModelContract):

@@ -16,7 +16,7 @@ from recforge.data.interactions import Interactions
 from recforge.evaluation import Evaluator
 from recforge.experiments.config import ExperimentConfigError, load_experiment, parse_experiment
 from recforge.experiments.runner import load_split
-from recforge.experiments.tune import BUILTIN_SPACES, tune_experiment
+from recforge.experiments.tune import BUILTIN_SPACES, check_space, tune_experiment
 from recforge.models.base import Recommender
 from recforge.models.registry import get_model_class
 
@@ -108,12 +108,35 @@ def test_builtin_spaces_name_real_parameters() -> None:
         assert set(space) <= set(get_model_class(name)._param_names()), name
 
 
+def test_builtin_spaces_respect_the_parameter_rules() -> None:
+    for name, spaces in BUILTIN_SPACES.items():
+        rules = get_model_class(name).rules()
+        for param, space in spaces.items():
+            check_space(space, f"{name}.{param}", rules[param])  # raises on a violation
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (('model = "ials"', 'model = "bpr"'), "tune.model: unknown model label 'bpr'"),
     (("factors = {", "factorz = {"), "tune.space.factorz: unknown parameter of ials"),
     (("low = 4, high = 32", "low = 32, high = 4"), "tune.space.factors: needs low < high"),
     (('type = "int"', 'type = "integer"'), "tune.space.factors.type: must be 'int'"),
-    (("trials = 4", "trials = 0"), "tune.trials: must be at least 1"),
+    (("trials = 4", "trials = 0"), "tune.trials: must be an integer in [1, "),
+    (("trials = 4", "trials = 4.5"), "tune.trials: expected int"),
+    (("trials = 4", "trials = 4\ntimeout = nan"), "tune.timeout: must be a finite number > 0"),
+    (("trials = 4", "trials = 4\ntimeout = -1.0"), "tune.timeout: must be a finite number > 0"),
+    (("low = 0.1, high = 100.0, log = true", "low = -1.0, high = 100.0"),
+     "tune.space.regularization.low: must be a finite number >= 0, got -1.0"),
+    (("low = 0.1, high = 100.0", "low = 0.1, high = inf"),
+     "tune.space.regularization.high: must be a finite number, got inf"),
+    (("low = 4, high = 32, log = true", "low = 0, high = 32"),
+     "tune.space.factors.low: must be an integer in [1, 100000], got 0"),
+    (("low = 4, high = 32", "low = 4, high = 1000000000"),
+     "tune.space.factors.high: must be an integer in [1, 100000], got 1000000000"),
+    (("low = 4, high = 32", "low = 4.5, high = 32"), "tune.space.factors.low: an int space"),
+    (('type = "int", ', ""), "tune.space.factors.type: the parameter takes integers"),
+    (("regularization = { low = 0.1, high = 100.0, log = true }",
+      'solver = { type = "categorical", choices = ["cg", "lu"] }'),
+     "tune.space.solver.choices[1]: must be one of 'cg', 'cholesky', got 'lu'"),
     (('metric = "ndcg@10"', 'metric = "ndcg"'), "tune.metric: metric 'ndcg' needs a cutoff"),
     (('model = "ials"', 'model = "most-popular"'), "tune.space.factors: unknown parameter"),
 ])

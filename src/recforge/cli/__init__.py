@@ -11,10 +11,11 @@ from rich.markup import escape
 from recforge import __version__
 from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, retrieval_cmd, run_cmd
 from recforge.cli.common import err_console
+from recforge.cli.options import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="recforge", description="Build, evaluate and serve recommender systems.")
     parser.add_argument("--version", action="version", version=f"recforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -18,6 +18,7 @@ from recforge.cli.common import (
     parse_rating_range,
     phase,
 )
+from recforge.cli.options import seed_option
 from recforge.data.readers import parse_column_spec
 from recforge.evaluation.evaluator import check_rating_metrics
 from recforge.evaluation.protocols import make_protocol
@@ -41,7 +42,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> 
     parser.add_argument("--columns", default=None,
                         help="for a file: field=column pairs, e.g. user=userId,item=movieId")
     parser.add_argument("--split", default=default_split, help=SPLIT_HELP)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_option, default=0)
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     parser.add_argument("--no-download", action="store_true")
     parser.add_argument("--rating-range", default=None, metavar="LOW,HIGH",
@@ -72,7 +73,6 @@ def _prepare(args: argparse.Namespace):
         return prepare_split(args.dataset, args.split, seed=args.seed, columns=columns,
                              data_dir=args.data_dir, download=not args.no_download,
                              rating_range=rating_range)
-
 
 
 def cmd_split(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from recforge.cli.common import console
+from recforge.cli.options import seed_option
 from recforge.cli.run_cmd import execute
 from recforge.experiments.config import Experiment, experiment_from_dict
 from recforge.experiments.steps import default_dataset
@@ -19,7 +20,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                                "and write the report")
     parser.add_argument("--dataset", default=None,
                         help="dataset (default: ml-100k when available, else synthetic)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_option, default=0)
     parser.add_argument("--out", default="runs/quickstart", help="run folder")
     parser.add_argument("--reduced", action="store_true",
                         help="small synthetic data, four models, short training (for CI)")

@@ -23,6 +23,7 @@ from recforge.cli.common import (
     parse_rating_range,
     phase,
 )
+from recforge.cli.options import cutoff_option, seed_option
 from recforge.data.readers import parse_column_spec
 from recforge.retrieval import INDEX_KINDS, FaissUnavailableError, Recommendations
 from recforge.retrieval.retriever import Retriever, load_retriever, write_catalogue
@@ -34,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--model", required=True, help="registered model name, e.g. ials")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a hyperparameter (repeatable)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed_option, default=0)
     train.add_argument("--out", required=True, help="folder to save the model in")
     train.set_defaults(func=cmd_train)
     for name, target, helptext in (("recommend", "--user", "top-k items for a user"),
@@ -42,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--model", required=True, help="a saved model folder")
         cmd.add_argument(target, required=True, help="an external id")
-        cmd.add_argument("-k", type=int, default=10)
+        cmd.add_argument("-k", type=cutoff_option, default=10)
         cmd.add_argument("--index", default="auto", choices=("auto", *INDEX_KINDS),
                          help="vector index kind (auto: exact below 50k items, else IVF-Flat)")
         _add_dataset_arguments(cmd, default=None)

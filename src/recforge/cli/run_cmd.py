@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from recforge.cli.common import console, metrics_table, phase
+from recforge.cli.options import positive_int, positive_seconds
 from recforge.experiments.config import Experiment, load_experiment
 from recforge.experiments.record import ExperimentRecord
 from recforge.experiments.rundir import default_run_dir, run_output, write_run_files
@@ -21,8 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     tune = sub.add_parser("tune", help="search a model's hyperparameters on a validation split")
     tune.add_argument("experiment", help="the experiment TOML file (its [tune] section)")
-    tune.add_argument("--trials", type=int, default=None, help="number of trials")
-    tune.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    tune.add_argument("--trials", type=positive_int, default=None, help="number of trials")
+    tune.add_argument("--timeout", type=positive_seconds, default=None,
+                      help="stop after this many seconds")
     tune.add_argument("--out", default=None, help="output folder (default: runs/<name>-tune-<time>)")
     tune.set_defaults(func=cmd_tune)
 

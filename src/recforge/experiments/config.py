@@ -16,8 +16,16 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from recforge.errors import ParameterError
 from recforge.evaluation.metrics import METRICS
 from recforge.experiments.tomlw import tomllib
+from recforge.params import CUTOFF, FRACTION, MAX_COUNT, SEED, Anything, Integer, Real, Rule
+
+#: value rules of the ``[split]`` options (their types are checked by the schema)
+SPLIT_RULES: dict[str, Rule] = {
+    "test_fraction": FRACTION, "n": Integer(1, MAX_COUNT),
+    "history_fraction": Real(0, 1, high_open=True),
+}
 
 LOWER_IS_BETTER = frozenset({"RMSE", "MAE"})
 #: the order of the sections in a written experiment file
@@ -290,8 +298,7 @@ def validate(experiment: Experiment) -> None:
     validate_split(experiment.split, experiment.data.dataset, "split")
     _validate_evaluation(experiment.evaluation)
     _validate_models(experiment)
-    if experiment.report.max_k < 1:
-        raise KeyProblem("report.max_k", f"must be at least 1, got {experiment.report.max_k}")
+    check_rule("report.max_k", CUTOFF, experiment.report.max_k)
     if experiment.tune is not None:
         from recforge.experiments.tune import validate_tune
 
@@ -301,6 +308,8 @@ def validate(experiment: Experiment) -> None:
 def _validate_experiment(section: ExperimentSection) -> None:
     if not section.seeds:
         raise KeyProblem("experiment.seeds", "needs at least one seed")
+    for i, seed in enumerate(section.seeds):
+        check_rule(f"experiment.seeds[{i}]", SEED, seed)
     if len(set(section.seeds)) != len(section.seeds):
         raise KeyProblem("experiment.seeds", f"repeats a seed: {section.seeds}")
     if not section.name.strip() or "/" in section.name:
@@ -350,11 +359,20 @@ def validate_split(section: SplitSection, dataset: str, path: str) -> None:
     else:
         raise unknown_key(f"{path}.method", section.method, list(CANONICAL_FOLDS + SPLIT_METHODS),
                           "split method")
-    for option in section.options():
+    check_rule(f"{path}.seed", SEED, section.seed)
+    for option, value in section.options().items():
         if option not in accepted:
             raise KeyProblem(f"{path}.{option}", f"does not apply to split method "
                                                   f"{section.method!r} (it takes: "
                                                   f"{', '.join(accepted) or 'no options'})")
+        check_rule(f"{path}.{option}", _split_rule(option, value), value)
+
+
+def _split_rule(option: str, value: Any) -> Rule:
+    """The value rule of a split option; ``test_users`` is a count (int) or a share (float)."""
+    if option == "test_users":
+        return Integer(1, MAX_COUNT) if isinstance(value, int) else FRACTION
+    return SPLIT_RULES.get(option, Anything())
 
 
 def _validate_evaluation(section: EvaluationSection) -> None:
@@ -368,8 +386,7 @@ def _validate_evaluation(section: EvaluationSection) -> None:
         raise KeyProblem("evaluation.ties", f"must be 'pessimistic' or 'optimistic', "
                                              f"got {section.ties!r}")
     for i, k in enumerate(section.cutoffs):
-        if k < 1:
-            raise KeyProblem(f"evaluation.cutoffs[{i}]", f"must be at least 1, got {k}")
+        check_rule(f"evaluation.cutoffs[{i}]", CUTOFF, k)
     if not section.metrics:
         raise KeyProblem("evaluation.metrics", "needs at least one metric")
     if not section.cutoffs and any("@" not in m for m in section.metrics):
@@ -399,11 +416,14 @@ def _validate_models(experiment: Experiment) -> None:
         except KeyError:
             raise unknown_key(f"{path}.name", model.name, model_names(), "model") from None
         model.name = cls.name
-        for param, value in model.params.items():
-            if param not in cls._param_names():
-                raise unknown_key(f"{path}.params.{param}", param, cls._param_names(),
+        for param in model.params:
+            if param not in cls.param_names():
+                raise unknown_key(f"{path}.params.{param}", param, cls.param_names(),
                                   f"parameter of {cls.name}")
-            _check_param_type(cls, param, value, f"{path}.params.{param}")
+        try:
+            cls.validate_params(model.params, where=f"{path}.params.")
+        except ParameterError as exc:
+            raise _key_problem(exc, f"{path}.params") from None
         checked(f"{path}.params", build_model, model.name, model.params)
     labels = experiment.labels()
     repeated = sorted({label for label in labels if labels.count(label) > 1})
@@ -412,20 +432,16 @@ def _validate_models(experiment: Experiment) -> None:
                                     "(give each entry a label)")
 
 
-def _check_param_type(cls: type, name: str, value: Any, path: str) -> None:
-    """A hyperparameter's value must have its default's type (ints pass for floats, lists
-    for tuples; parameters defaulting to None take anything)."""
-    default = cls().get_params()[name]
-    if default is None:
-        return
-    expected = list if isinstance(default, (list, tuple)) else type(default)
-    if expected in (bool, int, float, str):
-        ok = _scalar_ok(expected, value)
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise KeyProblem(path, f"expected {expected.__name__} (the default is {default!r}), "
-                               f"got {_type_name(value)} {value!r}")
+def check_rule(path: str, rule: Rule, value: Any) -> Any:
+    """``rule.check`` of the value at the dotted ``path`` (a `KeyProblem` there otherwise)."""
+    try:
+        return rule.check(path, value)
+    except ParameterError as exc:
+        raise _key_problem(exc, path) from None
+
+
+def _key_problem(exc: ParameterError, path: str) -> KeyProblem:
+    return KeyProblem(getattr(exc, "param", path), getattr(exc, "problem", str(exc)))
 
 
 def checked(path: str, func: Any, *args: Any, **kwargs: Any) -> Any:

@@ -30,6 +30,7 @@ from recforge.experiments.config import (
     ParamSpace,
     SplitSection,
     TuneSection,
+    check_rule,
     checked,
     resolved_config,
     unknown_key,
@@ -37,6 +38,7 @@ from recforge.experiments.config import (
 )
 from recforge.experiments.runner import Step, load_split, quiet_step
 from recforge.experiments.steps import SPLIT_METHODS, build_model
+from recforge.params import MAX_COUNT, Integer, Optional, Real, Rule
 
 
 def _int(low: int, high: int, log: bool = True) -> ParamSpace:
@@ -106,10 +108,8 @@ def validate_tune(experiment: Experiment) -> None:
     from recforge.evaluation.protocols import make_protocol
 
     checked("tune.protocol", make_protocol, tune.protocol)
-    if tune.trials < 1:
-        raise KeyProblem("tune.trials", f"must be at least 1, got {tune.trials}")
-    if tune.timeout is not None and tune.timeout <= 0:
-        raise KeyProblem("tune.timeout", f"must be positive, got {tune.timeout}")
+    check_rule("tune.trials", Integer(1, MAX_COUNT), tune.trials)
+    check_rule("tune.timeout", Optional(Real(0, low_open=True)), tune.timeout)
     if tune.validation is not None:
         if tune.validation.method not in SPLIT_METHODS:
             raise unknown_key("tune.validation.method", tune.validation.method,
@@ -120,25 +120,48 @@ def validate_tune(experiment: Experiment) -> None:
                                         "give one in [tune.space]")
     from recforge.models.registry import get_model_class
 
-    valid = get_model_class(target.name)._param_names()
+    cls = get_model_class(target.name)
+    valid = cls.param_names()
     for name, space in tune.space.items():
         if name not in valid:
             raise unknown_key(f"tune.space.{name}", name, valid, f"parameter of {target.name}")
-        _check_space(space, f"tune.space.{name}")
+        check_space(space, f"tune.space.{name}", cls.rules()[name])
 
 
-def _check_space(space: ParamSpace, path: str) -> None:
+def check_space(space: ParamSpace, path: str, rule: Rule) -> None:
+    """A search range that can only propose values the parameter's ``rule`` accepts: its
+    bounds (or choices) pass the rule, and an integer parameter has an ``int`` space."""
     if space.type == "categorical":
         if not space.choices:
             raise KeyProblem(f"{path}.choices", "a categorical space needs choices")
+        for i, choice in enumerate(space.choices):
+            check_rule(f"{path}.choices[{i}]", rule, choice)
         return
     if space.type not in ("int", "float"):
         raise KeyProblem(f"{path}.type", f"must be 'int', 'float' or 'categorical', "
                                           f"got {space.type!r}")
+    integer = _takes_integers(rule)
+    if integer and space.type != "int":
+        raise KeyProblem(f"{path}.type", f"the parameter takes integers; use type = 'int', "
+                                          f"got {space.type!r}")
+    for end in ("low", "high", "step"):
+        value = getattr(space, end)
+        if value is None:
+            continue
+        check_rule(f"{path}.{end}", Real(0, low_open=True) if end == "step" else Real(), value)
+        if space.type == "int" and not float(value).is_integer():
+            raise KeyProblem(f"{path}.{end}", f"an int space needs whole numbers, got {value}")
+        if end != "step":
+            check_rule(f"{path}.{end}", rule, int(value) if integer else value)
     if space.low is None or space.high is None or space.low >= space.high:
         raise KeyProblem(path, f"needs low < high, got low={space.low}, high={space.high}")
     if space.log and (space.low <= 0 or space.step is not None):
         raise KeyProblem(f"{path}.log", "a log scale needs low > 0 and no step")
+
+
+def _takes_integers(rule: Rule) -> bool:
+    inner = rule.inner if isinstance(rule, Optional) else rule
+    return isinstance(inner, Integer)
 
 
 def validation_part(experiment: Experiment, train: Interactions) -> Split:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,7 @@ from recforge.data.interactions import Interactions
 from recforge.models._sgd_kernels import predict_pairs
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
+from recforge.params import INIT_SCALE, MAX_EPOCHS, PENALTY, SEED, WIDTH, Integer, Rule
 
 
 class _Objective:
@@ -167,6 +169,10 @@ class AutoRec(IterativeRecommender):
 
     requires_ratings = True
     predicts_ratings = True
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "hidden": WIDTH, "reg": PENALTY, "lbfgs_steps": Integer(1, MAX_EPOCHS),
+        "init_std": INIT_SCALE, "seed": SEED,
+    }
 
     def __init__(self, hidden: int = 500, reg: float = 200.0, epochs: int = 12,
                  lbfgs_steps: int = 10, init_std: float = 0.03, seed: int = 0,

@@ -15,11 +15,13 @@ Tie rule: `recommend` orders by score, descending, and breaks ties by the lower 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import re
 import zipfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +38,7 @@ from recforge.io import (
     ids_fingerprint,
     read_metadata,
 )
+from recforge.params import Rule, check_all, parameter_error
 from recforge.topk import top_k
 
 FORMAT_VERSION = 2  # 2: the folder has a marker and the model a data fingerprint
@@ -44,6 +47,30 @@ _SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
 
 class NotFittedError(RuntimeError):
     """A model was used before `fit`."""
+
+
+class TrainingDivergedError(InputError, FloatingPointError):
+    """Training produced NaN or infinite values (a degenerate fit: usually too large a
+    learning rate or too little regularisation for the data)."""
+
+
+def _validating(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a model's ``__init__`` so that its parameters are checked once, after the
+    outermost ``__init__`` of the construction returns."""
+
+    @functools.wraps(init)
+    def wrapper(self: Recommender, *args: Any, **kwargs: Any) -> None:
+        outermost = "_constructing" not in self.__dict__
+        self.__dict__["_constructing"] = True
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if outermost:
+                del self.__dict__["_constructing"]
+        if outermost:
+            self._check_own_params()
+
+    return wrapper
 
 
 class Recommender:
@@ -58,24 +85,64 @@ class Recommender:
     #: rows of the score matrix computed at once by `recommend`/`score`
     batch_size: int = 2048
 
+    #: the rule of each hyperparameter (`recforge.params`), declared by each class for its own
+    #: parameters and merged along the inheritance chain into `rules`
+    param_rules: ClassVar[dict[str, Rule]] = {}
+    _all_rules: ClassVar[dict[str, Rule]] = {}
+
     # ------------------------------------------------------------------ parameters
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._all_rules = {name: rule for klass in reversed(cls.__mro__)
+                          for name, rule in vars(klass).get("param_rules", {}).items()}
+        if "__init__" in vars(cls):
+            cls.__init__ = _validating(vars(cls)["__init__"])  # type: ignore[method-assign]
+
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The hyperparameter names (the ``__init__`` arguments)."""
+        return cls._param_names()
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        """The declared rule of every hyperparameter."""
+        missing = [name for name in cls._param_names() if name not in cls._all_rules]
+        if missing:
+            raise TypeError(f"{cls.__name__} declares no rule for {', '.join(missing)}")
+        return {name: cls._all_rules[name] for name in cls._param_names()}
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        """``params`` checked by the declared rules, in canonical form; an unknown name or a bad
+        value raises `recforge.errors.ParameterError` naming ``where + name``. The constructor,
+        `set_params`, experiment files and the command line all check through this."""
+        valid = cls._param_names()
+        for key in params:
+            if key not in valid:
+                raise parameter_error(f"{where}{key}", f"{cls.__name__} has no parameter "
+                                                       f"{key!r}; valid: {', '.join(valid)}")
+        return check_all(cls.rules(), params, where)
+
+    def _check_own_params(self) -> None:
+        checked = self.validate_params({name: getattr(self, name)
+                                        for name in self._param_names()})
+        for name, value in checked.items():
+            setattr(self, name, value)
+
     def get_params(self, deep: bool = False) -> dict[str, Any]:
         """Hyperparameters as passed to ``__init__``."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Recommender:
-        """Set hyperparameters; unknown names raise ``ValueError``."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}")
+        """Set hyperparameters, checked like the constructor's (`validate_params`): an unknown
+        name or a bad value raises `recforge.errors.ParameterError` and changes nothing."""
+        for key, value in self.validate_params(params).items():
             setattr(self, key, value)
         return self
 
@@ -100,7 +167,23 @@ class Recommender:
         self.rating_range_ = [float(train.ratings.min()), float(train.ratings.max())] if has_r else None
         self.data_fingerprint_ = ids_fingerprint(train.user_map.ids, train.item_map.ids)
         self._fit(train, valid)
+        self._check_finite()
         return self
+
+    #: what to try when `fit` produces non-finite values (ends the error message)
+    divergence_hint: ClassVar[str] = ("check the hyperparameters: a lower learning rate or "
+                                      "stronger regularisation usually helps")
+
+    def _check_finite(self) -> None:
+        """Raise `TrainingDivergedError` when a learned array (dense, or a sparse matrix's
+        stored values) holds NaN or an infinity."""
+        for key, value in self._state().items():
+            values = value.data if sp.issparse(value) else value
+            if (isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.floating)
+                    and not np.isfinite(values).all()):
+                raise TrainingDivergedError(
+                    f"{type(self).__name__}: training produced NaN or infinite values in "
+                    f"{key}; {self.divergence_hint}")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         raise NotImplementedError

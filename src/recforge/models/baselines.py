@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
 from recforge.models.registry import register
+from recforge.params import EPOCHS, PENALTY, SEED, Rule
 
 
 def _hash_uniform(seed: int, users: np.ndarray, n_items: int) -> np.ndarray:
@@ -26,6 +29,8 @@ def _hash_uniform(seed: int, users: np.ndarray, n_items: int) -> np.ndarray:
 @register("random")
 class RandomRecommender(Recommender):
     """Uniformly random scores; a user's scores depend only on ``seed`` and the user."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"seed": SEED}
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -90,6 +95,8 @@ class GlobalMean(_MeanModel):
 class UserMean(_MeanModel):
     """Predicts the user's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings."""
 
+    param_rules: ClassVar[dict[str, Rule]] = {"damping": PENALTY}
+
     def __init__(self, damping: float = 0.0):
         self.damping = damping
 
@@ -102,6 +109,8 @@ class UserMean(_MeanModel):
 @register("item-mean")
 class ItemMean(_MeanModel):
     """Predicts the item's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"damping": PENALTY}
 
     def __init__(self, damping: float = 0.0):
         self.damping = damping
@@ -120,6 +129,10 @@ class BaselineOnly(_MeanModel):
     ``b_u = sum_i (r_ui - mu - b_i) / (reg_user + n_u)`` (Koren 2010, as in Surprise's
     BaselineOnly with ALS; defaults match its reg_i=10, reg_u=15, 10 epochs).
     """
+
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "reg_user": PENALTY, "reg_item": PENALTY, "epochs": EPOCHS,
+    }
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10):
         self.reg_user = reg_user

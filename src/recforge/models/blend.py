@@ -9,14 +9,24 @@ training data. The test data are never seen; the only held-out data are part of 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.data.splits import random_split
 from recforge.models.base import Recommender
-from recforge.models.registry import create_model, register
+from recforge.models.registry import create_model, get_model_class, register
+from recforge.params import (
+    BOOLEAN,
+    PENALTY,
+    SEED,
+    Optional,
+    Real,
+    Rule,
+    Sequence,
+    parameter_error,
+)
 
 #: members of the default blend, chosen on validation splits carved from training data only:
 #: on ML-100K ``u1.base``/``u2.base`` (outer per-user 10% carve for validation, the blend's own
@@ -25,6 +35,49 @@ from recforge.models.registry import create_model, register
 DEFAULT_MEMBERS = ("baseline-only", "biased-mf", "biased-mf-als", "svdpp", "autorec",
                    "item-knn", "user-knn")
 _PREFIX = "member{}__"
+
+
+def _rating_model(name: str, value: Any) -> type[Recommender]:
+    """The registered rating model called ``value`` (else `ParameterError` at ``name``)."""
+    if not isinstance(value, str):
+        raise parameter_error(name, f"must be a registered model name, got {value!r}")
+    try:
+        cls = get_model_class(value)
+    except KeyError as exc:
+        raise parameter_error(name, str(exc)) from None
+    if not cls.predicts_ratings:
+        raise parameter_error(name, f"blend member {value!r} does not predict ratings")
+    return cls
+
+
+class MemberName(Rule):
+    """The name of a registered model that predicts ratings."""
+
+    def describe(self) -> str:
+        return "the name of a registered rating model"
+
+    def check(self, name: str, value: Any) -> str:
+        _rating_model(name, value)
+        return value
+
+
+class MemberParams(Rule):
+    """A table from member names to their hyperparameters, each checked by that model's rules."""
+
+    def describe(self) -> str:
+        return "a table of member name -> hyperparameters"
+
+    def check(self, name: str, value: Any) -> dict[str, dict[str, Any]]:
+        if not isinstance(value, dict):
+            raise parameter_error(name, f"must be {self.describe()}, got {value!r}")
+        out = {}
+        for member, params in value.items():
+            cls = _rating_model(f"{name} key", member)
+            if not isinstance(params, dict):
+                raise parameter_error(f"{name}.{member}", f"must be a table of hyperparameters, "
+                                                          f"got {params!r}")
+            out[member] = cls.validate_params(params, where=f"{name}.{member}.")
+        return out
 
 
 def ridge_weights(features: np.ndarray, target: np.ndarray,
@@ -52,6 +105,11 @@ class LinearBlend(Recommender):
 
     requires_ratings = True
     predicts_ratings = True
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "models": Optional(Sequence(MemberName(), min_len=1)), "params": Optional(MemberParams()),
+        "valid_fraction": Real(0, 1, low_open=True, high_open=True), "alpha": PENALTY,
+        "refit": BOOLEAN, "seed": SEED,
+    }
 
     def __init__(self, models: list[str] | None = None,
                  params: dict[str, dict[str, Any]] | None = None, valid_fraction: float = 0.1,

@@ -20,7 +20,7 @@ other shards' item updates (rounds are sized so copying the item table stays che
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numba
 import numpy as np
@@ -30,11 +30,25 @@ from recforge.data.sampling import NegativeSampler
 from recforge.models.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
+from recforge.params import (
+    BOOLEAN,
+    INIT_SCALE,
+    LEARNING_RATE,
+    PENALTY,
+    SEED,
+    THREADS,
+    WIDTH,
+    Choice,
+    Integer,
+    Rule,
+)
 
 #: a round gives every shard at least this many triples per item row it copies
 _TRIPLES_PER_ITEM_COPY = 2.0
 #: and has at least this many triples in all (each round is one parallel launch plus a merge)
 _MIN_ROUND_TRIPLES = 100_000
+#: most shards (each holds a private copy of the item parameters)
+MAX_SHARDS = 1024
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -160,6 +174,12 @@ class BPR(FactorModel, IterativeRecommender):
     """
 
     has_item_bias = True
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "learning_rate": LEARNING_RATE, "regularization": PENALTY,
+        "bias_regularization": PENALTY, "sampling": Choice("uniform", "popularity"),
+        "init_scale": INIT_SCALE, "hogwild": BOOLEAN, "n_shards": Integer(1, MAX_SHARDS),
+        "num_threads": THREADS, "seed": SEED,
+    }
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.05,
                  regularization: float = 0.01, bias_regularization: float = 0.01,
@@ -182,8 +202,6 @@ class BPR(FactorModel, IterativeRecommender):
         self.verbose = verbose
 
     def _init_training(self, train: Interactions) -> None:
-        if self.n_shards < 1:
-            raise ValueError("n_shards must be at least 1")
         rng = np.random.default_rng(self.seed)
         self.user_factors_ = init_factors(rng, self.n_users_, self.factors, self.init_scale)
         self.item_factors_ = init_factors(rng, self.n_items_, self.factors, self.init_scale)

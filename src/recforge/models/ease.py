@@ -31,7 +31,7 @@ the catalogue (e.g. to the most popular items) for larger data.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.linalg
@@ -41,6 +41,7 @@ from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
 from recforge.models.registry import register
 from recforge.models.similarity import ItemSimilarityMixin, gram_matrix
+from recforge.params import DROPOUT, POSITIVE_PENALTY, Choice, Real, Rule
 
 #: rows of the inverse symmetrised at once (bounds the temporary copy)
 _SYMMETRISE_ROWS = 2048
@@ -91,6 +92,11 @@ class EASE(ItemSimilarityMixin, Recommender):
     docstring).
     """
 
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "reg": POSITIVE_PENALTY, "dtype": Choice("float32", "float64"), "dropout": DROPOUT,
+        "weight_exponent": Real(0),
+    }
+
     def __init__(self, reg: float = 30.0, dtype: Literal["float32", "float64"] = "float64",
                  dropout: float = 0.0, weight_exponent: float = 0.3):
         self.reg = reg
@@ -99,15 +105,7 @@ class EASE(ItemSimilarityMixin, Recommender):
         self.weight_exponent = weight_exponent
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.reg <= 0:
-            raise ValueError("reg must be positive (the Gram matrix may be singular)")
         dtype = np.dtype(self.dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-        if self.weight_exponent < 0:
-            raise ValueError("weight_exponent must be non-negative")
         self._check_memory(dtype)
         self.item_weights_ = None
         matrix = self.seen_

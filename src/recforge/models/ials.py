@@ -19,7 +19,7 @@ counts) when ``use_values`` is true, and 1 for every interaction otherwise.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numba
 import numpy as np
@@ -29,6 +29,19 @@ from recforge.data.interactions import Interactions
 from recforge.models.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
+from recforge.params import (
+    BOOLEAN,
+    INIT_SCALE,
+    MAX_WIDTH,
+    PENALTY,
+    SEED,
+    THREADS,
+    WIDTH,
+    Choice,
+    Integer,
+    Real,
+    Rule,
+)
 
 #: rows solved by one parallel task (buffers are allocated once per block)
 _BLOCK = 64
@@ -212,6 +225,14 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     scored lower on both sets).
     """
 
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "regularization": PENALTY, "alpha": Real(0),
+        "scaling": Choice("linear", "log"), "epsilon": Real(0, low_open=True),
+        "use_values": BOOLEAN, "solver": Choice("cg", "cholesky"),
+        "cg_steps": Integer(1, MAX_WIDTH), "init_scale": INIT_SCALE, "num_threads": THREADS,
+        "seed": SEED,
+    }
+
     def __init__(self, factors: int = 64, regularization: float = 30.0, alpha: float = 3.0,
                  scaling: Literal["linear", "log"] = "linear", epsilon: float = 1.0,
                  use_values: bool = False, solver: Literal["cg", "cholesky"] = "cg",
@@ -234,8 +255,6 @@ class ImplicitALS(FactorModel, IterativeRecommender):
         self.verbose = verbose
 
     def _init_training(self, train: Interactions) -> None:
-        if self.solver not in ("cg", "cholesky"):
-            raise ValueError(f"solver must be 'cg' or 'cholesky', not {self.solver!r}")
         raw = train.csr if self.use_values else train.binary_csr
         cui = sp.csr_matrix((confidence(raw.data, self.alpha, self.scaling, self.epsilon),
                              raw.indices, raw.indptr), shape=raw.shape)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
+from recforge.params import BOOLEAN, EPOCHS, PATIENCE, Rule
 
 
 @dataclass
@@ -43,6 +44,9 @@ class IterativeRecommender(Recommender):
     epochs: int
     patience: int
     verbose: bool
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "epochs": EPOCHS, "patience": PATIENCE, "verbose": BOOLEAN,
+    }
 
     def _init_training(self, train: Interactions) -> None:
         raise NotImplementedError

@@ -42,6 +42,7 @@ from recforge.models.similarity import (
     corated_similarity,
     vector_similarity,
 )
+from recforge.params import MAX_COUNT, UNIT, Choice, Integer, Optional, Real, Rule, parameter_error
 
 RatingSimilarity = Literal["cosine", "pearson", "adjusted-cosine", "msd", "pearson-baseline"]
 Prediction = Literal["mean-centred", "baseline-centred"]
@@ -114,6 +115,12 @@ class _RatingKNN(Recommender):
     predicts_ratings = True
     batch_size = 256  # full-catalogue scoring builds batch x n_items (user, item) pairs
     user_based: ClassVar[bool]
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "k": Integer(1, MAX_COUNT), "similarity": Choice(*_RATING_MEASURES),
+        "prediction": Choice("mean-centred", "baseline-centred"), "shrinkage": Real(0),
+        "min_support": Integer(0, MAX_COUNT), "min_k": Integer(0, MAX_COUNT),
+        "max_neighbors": Optional(Integer(1, MAX_COUNT)),
+    }
 
     def __init__(self, k: int = 40, similarity: RatingSimilarity = "pearson-baseline",
                  prediction: Prediction = "baseline-centred", shrinkage: float = 100.0,
@@ -126,20 +133,7 @@ class _RatingKNN(Recommender):
         self.min_k = min_k
         self.max_neighbors = max_neighbors
 
-    def _check_params(self) -> None:
-        if self.similarity not in _RATING_MEASURES or (
-                self.user_based and self.similarity == "adjusted-cosine"):
-            valid = [s for s in _RATING_MEASURES if not (self.user_based and s == "adjusted-cosine")]
-            raise ValueError(f"unknown similarity {self.similarity!r} for {type(self).__name__}; "
-                             f"valid: {', '.join(valid)}")
-        if self.prediction not in ("mean-centred", "baseline-centred"):
-            raise ValueError(f"unknown prediction {self.prediction!r}; "
-                             "valid: mean-centred, baseline-centred")
-        if self.k < 1 or self.min_k < 0:
-            raise ValueError("k must be at least 1 and min_k non-negative")
-
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        self._check_params()
         measure, basis = _RATING_MEASURES[self.similarity]
         baseline = None
         if self.prediction == "baseline-centred" or basis == "baseline-residual":
@@ -214,9 +208,13 @@ def _sparse(values: np.ndarray, rows: np.ndarray, cols: np.ndarray,
 
 @register("user-knn")
 class UserKNN(_RatingKNN):
-    """User-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=True``)."""
+    """User-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=True``); the
+    adjusted cosine (centred on user means) is an item-item measure."""
 
     user_based = True
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "similarity": Choice(*(s for s in _RATING_MEASURES if s != "adjusted-cosine")),
+    }
 
 
 @register("item-knn")
@@ -236,6 +234,11 @@ class _ImplicitKNN(Recommender):
     """
 
     user_based: ClassVar[bool]
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "k": Integer(1, MAX_COUNT), "similarity": Choice("cosine", "jaccard", "dot"),
+        "weighting": Choice("none", "tfidf", "bm25"), "shrinkage": Real(0), "bm25_k1": Real(0),
+        "bm25_b": UNIT, "alpha": UNIT,
+    }
 
     def __init__(self, k: int = 20, similarity: VectorMeasure = "dot",
                  weighting: Weighting = "bm25", shrinkage: float = 0.0,
@@ -250,7 +253,11 @@ class _ImplicitKNN(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         if self.similarity == "jaccard" and self.weighting != "none":
-            raise ValueError("jaccard compares sets of interactions; use weighting='none'")
+            raise parameter_error("weighting", "similarity 'jaccard' compares sets of "
+                                               "interactions; use weighting='none'")
+        if self.alpha != 0.5 and self.similarity != "cosine":
+            raise parameter_error("alpha", "the asymmetric cosine applies to similarity "
+                                           f"'cosine' only, not {self.similarity!r}")
         entities = self.seen_ if self.user_based else self.seen_.T.tocsr()
         weighted = apply_weighting(entities, self.weighting, self.bm25_k1, self.bm25_b)
         self.similarity_ = vector_similarity(weighted, self.similarity, k=self.k,
@@ -292,6 +299,7 @@ class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
     """
 
     user_based = False
+    param_rules: ClassVar[dict[str, Rule]] = {"neighbourhood": Choice("history", "candidate")}
 
     def __init__(self, k: int = 200, similarity: VectorMeasure = "cosine",
                  weighting: Weighting = "none", shrinkage: float = 0.0,
@@ -302,9 +310,6 @@ class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
         self.neighbourhood = neighbourhood
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.neighbourhood not in ("history", "candidate"):
-            raise ValueError(f"unknown neighbourhood {self.neighbourhood!r}; "
-                             "valid: history, candidate")
         super()._fit(train, valid)
         self.scoring_ = (self.similarity_ if self.neighbourhood == "history"
                          else self.similarity_.T.tocsr())

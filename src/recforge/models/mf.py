@@ -10,6 +10,7 @@ and explicit ALS reuse as well.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +26,21 @@ from recforge.models.base import Recommender
 from recforge.models.factors import init_factors
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
+from recforge.params import (
+    DECAY,
+    INIT_SCALE,
+    LEARNING_RATE,
+    PENALTY,
+    POSITIVE_PENALTY,
+    SEED,
+    WIDTH,
+    Integer,
+    Optional,
+    Rule,
+)
+
+#: most strata per side of `BiasedMF`'s parallel schedule (``strata^2`` cells)
+MAX_STRATA = 1024
 
 
 def init_rows(rng: np.random.Generator, counts: np.ndarray, factors: int,
@@ -125,6 +141,12 @@ class BiasedMF(FactorRatingModel):
     (benchmarks/bench_rating.py; an earlier, busier run measured 123 s against 353 s).
     """
 
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "lr": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
+        "reg_bias": PENALTY, "init_std": INIT_SCALE, "strata": Optional(Integer(1, MAX_STRATA)),
+        "seed": SEED,
+    }
+
     def __init__(self, factors: int = 100, epochs: int = 40, lr: float = 0.02,
                  lr_decay: float = 0.97, reg: float = 0.1, reg_bias: float = 0.01,
                  init_std: float = 0.05, strata: int | None = None, seed: int = 0,
@@ -144,8 +166,6 @@ class BiasedMF(FactorRatingModel):
 
     def _init_training(self, train: Interactions) -> None:
         strata = self.strata or (1 if len(train) < PARALLEL_MIN_RATINGS else 8)
-        if strata < 1:
-            raise ValueError("strata must be at least 1")
         rng = np.random.default_rng(self.seed)
         self._init_biases()
         self.user_factors_ = init_rows(rng, train.user_counts, self.factors, self.init_std)
@@ -205,8 +225,13 @@ class AlternatingLeastSquares(FactorRatingModel):
     """Epoch = solve every user's row exactly with the items fixed, then every item's with the
     users fixed (ridge regressions over ``ratings - mu``, in parallel; deterministic).
 
-    Subclasses set ``weighted_reg`` and `_bias_reg` (None: no biases are learned).
+    Subclasses set ``weighted_reg`` and `_bias_reg` (None: no biases are learned). ``reg``
+    is positive: each row's ridge system must stay non-singular.
     """
+
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "reg": POSITIVE_PENALTY, "init_std": INIT_SCALE, "seed": SEED,
+    }
 
     #: scale the regularisation by each row's rating count (Zhou et al. 2008)
     weighted_reg: bool = False
@@ -249,6 +274,8 @@ class BiasedMFALS(AlternatingLeastSquares):
     ``u2.base`` (grid over factors 2..50, reg 5..20, reg_bias 2..10; mean RMSE 0.917): ALS
     overfits with more than a few factors at these regularisations.
     """
+
+    param_rules: ClassVar[dict[str, Rule]] = {"reg_bias": PENALTY}
 
     def __init__(self, factors: int = 3, epochs: int = 30, reg: float = 7.0,
                  reg_bias: float = 2.0, init_std: float = 0.1, seed: int = 0,

@@ -59,6 +59,17 @@ from torch import nn
 from recforge.data.interactions import Interactions
 from recforge.models.registry import register
 from recforge.nn.trainer import ScoringModule, TorchRecommender
+from recforge.params import (
+    BOOLEAN,
+    INIT_SCALE,
+    UNIT,
+    WIDTH,
+    NestedParams,
+    Optional,
+    Rule,
+    parameter_error,
+)
+from recforge.params import Sequence as SequenceRule
 
 Head = Literal["gmf", "mlp", "neumf", "dot"]
 #: (users x items x first hidden width) floats computed at once when scoring the MLP branch
@@ -200,10 +211,25 @@ def _numpy(vectors: torch.Tensor | None) -> np.ndarray | None:
     return None if vectors is None else vectors.float().cpu().numpy()
 
 
+class TowerLayers(SequenceRule):
+    """The MLP tower: at least two positive widths, the first even (user and item halves)."""
+
+    def __init__(self) -> None:
+        super().__init__(WIDTH, min_len=2)
+
+    def check(self, name: str, value: Any) -> tuple[int, ...]:
+        layers = super().check(name, value)
+        if layers[0] % 2:
+            raise parameter_error(f"{name}[0]", f"the input width must be even (user and item "
+                                                f"halves), got {layers[0]}")
+        return layers
+
+
+LAYERS = TowerLayers()
+
+
 def _check_layers(layers: Sequence[int]) -> None:
-    if len(layers) < 2 or any(int(w) != w or w < 1 for w in layers) or layers[0] % 2:
-        raise ValueError(f"layers must be at least two positive widths, the first even "
-                         f"(user and item halves), got {tuple(layers)}")
+    LAYERS.check("layers", layers)
 
 
 class _NCF(TorchRecommender):
@@ -211,6 +237,7 @@ class _NCF(TorchRecommender):
 
     head: ClassVar[Head]
     init_std: float
+    param_rules: ClassVar[dict[str, Rule]] = {"init_std": INIT_SCALE}
 
     def _module_args(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -238,6 +265,7 @@ class GMF(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "gmf"
+    param_rules: ClassVar[dict[str, Rule]] = {"factors": WIDTH}
     training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003,
                                                    "weight_decay": 1e-5, "epochs": 12}
 
@@ -258,11 +286,12 @@ class MLP(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "mlp"
+    param_rules: ClassVar[dict[str, Rule]] = {"layers": LAYERS}
     training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 20}
 
     def __init__(self, layers: Sequence[int] = (128, 64, 32, 16), init_std: float = 0.01,
                  **training: Any):
-        self.layers = tuple(layers)
+        self.layers = layers
         self.init_std = init_std
         super().__init__(**training)
 
@@ -278,6 +307,7 @@ class DotMF(_NCF):
     Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "dot"
+    param_rules: ClassVar[dict[str, Rule]] = {"factors": WIDTH}
     training_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 0.003, "epochs": 12}
 
     def __init__(self, factors: int = 32, init_std: float = 0.01, **training: Any):
@@ -308,6 +338,10 @@ class NeuMF(_NCF):
     setting validated for that case. Training parameters: see `recforge.nn.TrainingConfig`."""
 
     head = "neumf"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "layers": LAYERS, "pretrain": BOOLEAN, "alpha": UNIT,
+        "gmf_params": Optional(NestedParams(GMF)), "mlp_params": Optional(NestedParams(MLP)),
+    }
     training_defaults: ClassVar[dict[str, Any]] = {"optimizer": "sgd", "learning_rate": 0.01,
                                                    "epochs": 1}
 
@@ -316,7 +350,7 @@ class NeuMF(_NCF):
                  gmf_params: dict[str, Any] | None = None,
                  mlp_params: dict[str, Any] | None = None, **training: Any):
         self.factors = factors
-        self.layers = tuple(layers)
+        self.layers = layers
         self.init_std = init_std
         self.pretrain = pretrain
         self.alpha = alpha
@@ -328,8 +362,6 @@ class NeuMF(_NCF):
         return {"factors": self.factors, "layers": self.layers}
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         parts = self._pretrained_parts(train, valid) if self.pretrain else None
         self.pretrain_history_ = {name: part.history_ for name, part in (parts or {}).items()}
         self._parts = parts

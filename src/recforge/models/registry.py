@@ -38,14 +38,10 @@ def get_model_class(name: str) -> type:
 
 
 def create_model(name: str, **params: Any) -> Any:
-    """Instantiate the model registered as ``name`` with ``params``."""
+    """Instantiate the model registered as ``name`` with ``params`` (an unknown name or a bad
+    value raises `recforge.errors.ParameterError` naming the parameter)."""
     cls = get_model_class(name)
-    valid = set(cls._param_names())
-    unknown = set(params) - valid
-    if unknown:
-        raise ValueError(f"model {name!r} has no parameter(s) {sorted(unknown)}; "
-                         f"valid: {sorted(valid)}")
-    return cls(**params)
+    return cls(**cls.validate_params(params))
 
 
 def model_names() -> list[str]:

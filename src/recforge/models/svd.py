@@ -11,6 +11,8 @@ means alone.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
@@ -19,6 +21,7 @@ from recforge.data.interactions import Interactions
 from recforge.models.baselines import BaselineOnly
 from recforge.models.mf import FactorScorer
 from recforge.models.registry import register
+from recforge.params import PENALTY, SEED, WIDTH, Rule
 
 
 @register("svd")
@@ -30,6 +33,10 @@ class TruncatedSVD(FactorScorer):
     10% of ML-100K ``u1.base``/``u2.base``); the baseline regularisation matches
     `BaselineOnly`'s defaults.
     """
+
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "reg_user": PENALTY, "reg_item": PENALTY, "seed": SEED,
+    }
 
     def __init__(self, factors: int = 10, reg_user: float = 15.0, reg_item: float = 10.0,
                  seed: int = 0):

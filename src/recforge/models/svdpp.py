@@ -10,6 +10,7 @@ batched update of the ``y_j`` (see `recforge.models._sgd_kernels.sgd_epoch_svdpp
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +19,7 @@ from recforge.data.interactions import Interactions
 from recforge.models._sgd_kernels import sgd_epoch_svdpp
 from recforge.models.mf import FactorRatingModel, init_rows, kernel_seed
 from recforge.models.registry import register
+from recforge.params import DECAY, INIT_SCALE, LEARNING_RATE, PENALTY, SEED, WIDTH, Rule
 
 
 @register("svdpp")
@@ -32,6 +34,11 @@ class SVDpp(FactorRatingModel):
     regularisers and ``init_std``; confirmed on the carves of ``u3..u5.base``, mean validation
     RMSE 0.903). A small ``init_std`` mattered most.
     """
+
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "factors": WIDTH, "lr": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
+        "reg_implicit": PENALTY, "reg_bias": PENALTY, "init_std": INIT_SCALE, "seed": SEED,
+    }
 
     def __init__(self, factors: int = 100, epochs: int = 20, lr: float = 0.01,
                  lr_decay: float = 0.98, reg: float = 0.05, reg_implicit: float = 0.1,

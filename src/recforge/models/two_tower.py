@@ -66,15 +66,33 @@ from torch import nn
 from recforge.data.features import SideTable
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
-from recforge.data.text import embed_texts, resolve_method
+from recforge.data.text import METHODS, embed_texts, resolve_method
 from recforge.models.registry import register
 from recforge.nn.batching import Batch
 from recforge.nn.trainer import ScoringModule, TorchRecommender
+from recforge.params import (
+    BOOLEAN,
+    DROPOUT,
+    MAX_COUNT,
+    WIDTH,
+    Choice,
+    Integer,
+    Mapping,
+    Optional,
+    Real,
+    Rule,
+    Text,
+)
+from recforge.params import Sequence as SequenceRule
 
 #: categorical columns cut to a prefix before encoding (ML-100K's zip codes: the region)
 DEFAULT_PREFIX = {"zip": 2}
 _INIT_STD = 0.1
 _MIN_TEMPERATURE = 0.01
+#: longest history pooled into the user tower (every example holds one)
+MAX_HISTORY = 10_000
+#: most extra uniform candidates per batch (each batch row scores every candidate)
+MAX_UNIFORM_NEGATIVES = 100_000
 
 
 # ---------------------------------------------------------------------- feature encoding
@@ -317,6 +335,15 @@ class TwoTower(TorchRecommender):
 
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "train_batch_size": 1024,
                                                    "learning_rate": 0.003}
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "layers": SequenceRule(WIDTH, min_len=1), "id_dim": WIDTH, "cat_dim": WIDTH,
+        "history_length": Integer(1, MAX_HISTORY), "temperature": Real(0, low_open=True),
+        "learn_temperature": BOOLEAN, "logq": BOOLEAN, "remove_accidental_hits": BOOLEAN,
+        "uniform_negatives": Integer(0, MAX_UNIFORM_NEGATIVES),
+        "hard_negatives": Integer(0, MAX_COUNT), "id_dropout": DROPOUT,
+        "text_method": Choice(*METHODS), "text_columns": SequenceRule(Text()),
+        "category_prefix": Optional(Mapping(Integer(1, MAX_COUNT))),
+    }
 
     def __init__(self, layers: Sequence[int] = (128, 64), id_dim: int = 64, cat_dim: int = 16,
                  history_length: int = 20, temperature: float = 0.1,
@@ -325,7 +352,7 @@ class TwoTower(TorchRecommender):
                  hard_negatives: int = 0, id_dropout: float = 0.1, text_method: str = "auto",
                  text_columns: Sequence[str] = ("title",),
                  category_prefix: dict[str, int] | None = None, **training: Any):
-        self.layers = tuple(layers)
+        self.layers = layers
         self.id_dim = id_dim
         self.cat_dim = cat_dim
         self.history_length = history_length
@@ -337,28 +364,17 @@ class TwoTower(TorchRecommender):
         self.hard_negatives = hard_negatives
         self.id_dropout = id_dropout
         self.text_method = text_method
-        self.text_columns = tuple(text_columns)
+        self.text_columns = text_columns
         self.category_prefix = category_prefix
         super().__init__(**training)
 
     # ------------------------------------------------------------------ building
-    def _check_params(self) -> None:
-        if not self.layers or any(int(w) != w or w < 1 for w in self.layers):
-            raise ValueError(f"layers must be positive widths, got {self.layers}")
-        if self.history_length < 1 or not self.temperature > 0:
-            raise ValueError("history_length must be >= 1 and temperature positive")
-        if not 0 <= self.id_dropout < 1:
-            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
-        if self.uniform_negatives < 0 or self.hard_negatives < 0:
-            raise ValueError("uniform_negatives and hard_negatives must be >= 0")
-
     def _build_module(self) -> TwoTowerModule:
         return TwoTowerModule(self.n_users_, self.n_items_, self.user_widths_, self.item_widths_,
                               self.id_dim, self.cat_dim, self.layers, self.history_length,
                               self.temperature, self.learn_temperature, self.id_dropout)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        self._check_params()
         prefix = DEFAULT_PREFIX if self.category_prefix is None else self.category_prefix
         method = resolve_method(self.text_method) if self.text_columns else "hashed"
         self.user_codec_ = fit_codec(train.user_features, prefix, (), method)

@@ -51,6 +51,7 @@ from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
+from recforge.models.base import TrainingDivergedError
 from recforge.models.iterative import IterativeRecommender, LoopState
 from recforge.nn.batching import (
     Batch,
@@ -75,7 +76,26 @@ from recforge.nn.device import (
     runtime,
     threads_limit,
 )
-from recforge.nn.schedules import check_schedule, lr_factor
+from recforge.nn.schedules import SCHEDULES, lr_factor
+from recforge.params import (
+    BOOLEAN,
+    EPOCHS,
+    LEARNING_RATE,
+    MAX_COUNT,
+    MAX_EPOCHS,
+    PATIENCE,
+    PENALTY,
+    SEED,
+    THREADS,
+    Choice,
+    Integer,
+    Optional,
+    Real,
+    Rule,
+    Text,
+    check_all,
+    parameter_error,
+)
 
 logger = logging.getLogger("recforge.nn")
 
@@ -86,6 +106,24 @@ _MODULE_PREFIX = "module."
 #: parameters that may change between a checkpoint and its resumption
 _RUN_PARAMS = frozenset({"epochs", "patience", "verbose", "log_file", "checkpoint_dir",
                          "checkpoint_every", "resume", "threads", "device", "compile"})
+#: most sampled negatives per positive (the epoch's examples are held in memory)
+MAX_NEGATIVES = 1000
+
+#: the rule of every `TrainingConfig` field (the model parameter of the same name)
+TRAINING_RULES: dict[str, Rule] = {
+    "epochs": EPOCHS, "train_batch_size": Integer(1, MAX_COUNT),
+    "optimizer": Choice(*OPTIMIZERS), "learning_rate": LEARNING_RATE, "weight_decay": PENALTY,
+    "momentum": Real(0, 1, high_open=True), "schedule": Choice(*SCHEDULES),
+    "warmup_epochs": Real(0, MAX_EPOCHS), "lr_step_epochs": Integer(1, MAX_EPOCHS),
+    "lr_gamma": Real(0, 1, low_open=True), "clip_norm": Optional(Real(0, low_open=True)),
+    "loss": Choice(*LOSSES), "negatives": Integer(1, MAX_NEGATIVES),
+    "sampling": Choice("uniform", "popularity"), "patience": PATIENCE,
+    "device": Text(r"auto|cpu|cuda(:\d+)?", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "precision": Choice("auto", "fp32", "bf16", "fp16"), "threads": THREADS,
+    "compile": BOOLEAN, "seed": SEED, "verbose": BOOLEAN, "log_file": Optional(Text()),
+    "checkpoint_dir": Optional(Text()), "checkpoint_every": Integer(1, MAX_EPOCHS),
+    "resume": BOOLEAN,
+}
 
 
 @dataclass(frozen=True)
@@ -138,34 +176,10 @@ class TrainingConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        _check_positive(epochs=self.epochs, train_batch_size=self.train_batch_size,
-                        negatives=self.negatives, checkpoint_every=self.checkpoint_every)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("sampling", self.sampling, ("uniform", "popularity"))
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError("weight_decay must be >= 0 and momentum in [0, 1)")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
-        check_schedule(self.schedule, self.warmup_epochs, self.lr_step_epochs, self.lr_gamma)
+        check_all(TRAINING_RULES, dataclasses.asdict(self))
 
 
 TRAINING_PARAMS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
 def make_optimizer(config: TrainingConfig, params: Any) -> torch.optim.Optimizer:
@@ -204,7 +218,7 @@ class Trainer:
             mean_loss = self._train_batches(epoch, examples, loss_fn).item() / n
         seconds = time.perf_counter() - start
         if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"training diverged in epoch {epoch + 1} (loss "
+            raise TrainingDivergedError(f"training diverged in epoch {epoch + 1} (loss "
                                      f"{mean_loss}); lower the learning rate or clip gradients")
         return {"loss": mean_loss, "samples": n, "samples_per_second": round(n / seconds, 1)}
 
@@ -290,13 +304,15 @@ class TorchRecommender(IterativeRecommender):
 
     #: defaults of `TrainingConfig` fields that differ for this model
     training_defaults: ClassVar[dict[str, Any]] = {}
+    param_rules = TRAINING_RULES
     module_: ScoringModule
     _training: _TrainingRun
 
     def __init__(self, **training: Any):
-        unknown = set(training) - set(TRAINING_PARAMS)
+        unknown = [name for name in training if name not in TRAINING_PARAMS]
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown parameter(s) {sorted(unknown)}")
+            raise parameter_error(unknown[0], f"{type(self).__name__} got unknown parameter(s) "
+                                              f"{', '.join(unknown)}")
         values = {**dataclasses.asdict(TrainingConfig()), **self.training_defaults, **training}
         for name in TRAINING_PARAMS:
             setattr(self, name, values[name])
