@@ -422,8 +422,9 @@ class Recommender:
 
 
 MODEL_FILE, ARRAYS_FILE = "model.json", "arrays.npz"
-#: names of saved state: attributes with a trailing underscore (sparse parts add a suffix)
-_STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
+#: names of saved state: attributes with a trailing underscore (sparse parts add a suffix), or
+#: dotted names (a torch module's weights), never the name of a method
+_STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_|[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
 _STATE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError,
                  ArithmeticError)
 #: what each key of ``model.json`` must hold
@@ -461,7 +462,7 @@ def _check_model_meta(meta: dict[str, Any], file: Path) -> None:
            if not isinstance(name, str) or not _STATE_NAME.fullmatch(name)]
     if bad:
         raise CorruptFileError(f"{file}: {bad[0]!r} is not a learned-state name (letters, digits "
-                               "and underscores, ending in an underscore)")
+                               "and underscores ending in an underscore, or dotted)")
 
 
 _JSON_NAMES = {str: "string", dict: "object", list: "array"}
