@@ -458,3 +458,55 @@ def test_atomic_dir_without_exchange_still_replaces(tmp_path: Path,
     assert leftovers(tmp_path) == []
     with atomic_dir(tmp_path / "m", "model", update=True) as tmp:
         assert (tmp / "arrays.npz").is_file()  # update: starts with the current files
+
+
+# ---------------------------------------------------------------------- earlier formats
+def test_a_model_saved_before_markers_and_fingerprints_still_serves(
+        model_dir: Path, logs: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    from recforge.data.datasets import load_dataset
+
+    expected = recommend(model_dir, capsys)
+    make_legacy(model_dir)
+    meta = json.loads((model_dir / "model.json").read_text())
+    del meta["state"]["data_fingerprint_"]
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    assert recommend(model_dir, capsys) == expected
+    save_catalogue(model_dir, load_dataset(str(logs[0])))  # rewrites it as one sealed unit
+    assert verify_folder(model_dir, "model") is not None
+    assert recommend(model_dir, capsys) == expected
+
+
+def test_checkpoints_are_checked_and_the_earlier_format_loads(tmp_path: Path) -> None:
+    import torch
+
+    from recforge.nn.checkpoint import STATE_FILE, TENSORS_FILE, load_checkpoint, save_checkpoint
+
+    folder = save_checkpoint(tmp_path / "ckpt", {"w": torch.ones(3)}, {"epoch": 2})
+    assert load_checkpoint(folder)[1]["epoch"] == 2
+    (folder / MARKER).unlink()
+    state = json.loads((folder / STATE_FILE).read_text())
+    (folder / STATE_FILE).write_text(json.dumps(state | {"format_version": 1}))
+    assert load_checkpoint(folder)[1]["epoch"] == 2  # before markers
+    _truncate(folder / TENSORS_FILE)
+    with pytest.raises(CorruptFileError, match=f"{TENSORS_FILE}: unreadable"):
+        load_checkpoint(folder)
+    save_checkpoint(folder, {"w": torch.zeros(3)}, {"epoch": 3})  # its own: replaced
+    assert load_checkpoint(folder)[0]["w"].sum() == 0
+
+
+def test_a_report_updates_a_run_folder_and_keeps_its_files(tmp_path: Path) -> None:
+    from recforge.experiments.config import load_experiment
+    from recforge.experiments.rundir import write_run
+    from recforge.experiments.runner import run_experiment
+    from recforge.report import write_report
+
+    experiment = tmp_path / "crash.toml"
+    experiment.write_text(TINY_RUN)
+    record = run_experiment(load_experiment(experiment))
+    run = tmp_path / "run"
+    write_run(record, run)
+    paths = write_report(record, run)
+    assert paths["markdown"] == run / "report.md" and paths["markdown"].is_file()
+    marker = verify_folder(run, "run")
+    assert {"summary.json", "report.md", "report.html"} <= set(marker["files"])
+    assert leftovers(tmp_path) == []

@@ -14,10 +14,10 @@ Ownership
     says recforge wrote it.
 
 Locking
-    A writer holds an advisory lock (``fcntl.flock``, non-blocking) on ``.NAME.lock`` beside
-    the target from the ownership check until the new content is in place; a second writer
-    gets `ConcurrentWriteError` naming the path. The lock file is removed on release; a
-    locker re-checks that the file it locked is still the one at the lock path, so the
+    A writer holds an advisory lock (``fcntl.flock``, non-blocking) on ``.NAME.recforge.lock``
+    beside the target from the ownership check until the new content is in place; a second
+    writer gets `ConcurrentWriteError` naming the path. The lock file is removed on release;
+    a locker re-checks that the file it locked is still the one at the lock path, so the
     removal cannot let two writers in.
 
 Crash safety
@@ -91,10 +91,7 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None, *, legacy: Lega
     unlink it first), never write into it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    guard = _claimed(path, lambda: check_target(path, kind, legacy)) if kind \
-        else contextlib.nullcontext()
-    with guard:
-        recover(path)
+    with _claimed(path, lambda: check_target(path, kind, legacy)) if kind else _unlocked(path):
         tmp = _leftover_name(path, "tmp")
         tmp.mkdir()
         try:
@@ -121,10 +118,7 @@ def atomic_path(path: str | os.PathLike,
     (`ConcurrentWriteError` for a second writer). Without it (caches) nothing is checked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    guard = _claimed(path, lambda: _check_file_target(path, owned)) if owned \
-        else contextlib.nullcontext()
-    with guard:
-        recover(path)
+    with _claimed(path, lambda: _check_file_target(path, owned)) if owned else _unlocked(path):
         tmp = _leftover_name(path, "tmp")
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         try:
@@ -163,8 +157,9 @@ def _check_file_target(path: Path, owned: Callable[[Path], bool]) -> None:
 
 @contextlib.contextmanager
 def _claimed(path: Path, check: Callable[[], None]) -> Iterator[None]:
-    """Hold ``path``'s advisory write lock and run ``check`` under it."""
-    lock = path.with_name(f".{path.name}.lock")
+    """Hold ``path``'s advisory write lock; under it, clean up after killed writers
+    (`recover`), then run ``check``."""
+    lock = path.with_name(f".{path.name}.recforge.lock")
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -177,11 +172,19 @@ def _claimed(path: Path, check: Callable[[], None]) -> Iterator[None]:
             break
         os.close(fd)  # the holder removed the file while we waited: lock the new one
     try:
+        recover(path)
         check()
         yield
     finally:
         lock.unlink(missing_ok=True)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _unlocked(path: Path) -> Iterator[None]:
+    """An unguarded write (a cache): leftovers of killed writers are still cleaned up."""
+    recover(path)
+    yield
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -250,19 +253,22 @@ def recover(path: str | os.PathLike) -> None:
     its ``old`` copy and delete the other leftovers. Only names of recforge's own patterns
     whose process is no longer running are touched."""
     path = Path(path)
-    if not path.parent.is_dir():
-        return
-    pattern = _leftover_pattern(path)
-    dead = []
-    for entry in path.parent.iterdir():
-        match = pattern.fullmatch(entry.name)
-        if match and not _running(int(match.group(2))):
-            dead.append((match.group(1), entry))
-    for what, entry in sorted(dead, key=lambda e: e[0] != "old"):  # restore before deleting
+    for what, entry in sorted(_dead_leftovers(path), key=lambda e: e[0] != "old"):
+        # old copies first: one is restored before the others are deleted
         if what == "old" and not os.path.lexists(path):
             os.rename(entry, path)
         else:
             _remove(entry)
+
+
+def _dead_leftovers(path: Path) -> list[tuple[str, Path]]:
+    """``(tmp|old, entry)`` for the leftovers of ``path``'s writers that are not running."""
+    if not path.parent.is_dir():
+        return []
+    pattern = _leftover_pattern(path)
+    matches = [(pattern.fullmatch(entry.name), entry) for entry in path.parent.iterdir()]
+    return [(match.group(1), entry) for match, entry in matches
+            if match and not _running(int(match.group(2)))]
 
 
 def _running(pid: int) -> bool:
@@ -280,9 +286,9 @@ def readable(path: str | os.PathLike) -> Path:
     copy beside it) is restored first. Never blocks: while a live writer holds the lock, the
     path is returned as it is."""
     path = Path(path)
-    if not os.path.lexists(path) and path.parent.is_dir():
+    if not os.path.lexists(path) and _dead_leftovers(path):
         with contextlib.suppress(ConcurrentWriteError), _claimed(path, lambda: None):
-            recover(path)
+            pass  # taking the lock recovers
     return path
 
 
