@@ -55,6 +55,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from recforge import __version__
 from recforge.errors import ConcurrentWriteError, CorruptFileError, OutputExistsError
 
 #: the ownership marker and manifest of every folder recforge writes
@@ -297,8 +298,6 @@ def _seal(folder: Path, kind: str) -> None:
     """Write ``folder``'s marker: its kind and the SHA-256 of every other file in it."""
     files = {p.relative_to(folder).as_posix(): sha256_file(p)
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
-    from recforge import __version__
-
     marker = {"written_by": "recforge", "kind": kind, "format": MARKER_FORMAT,
               "recforge_version": __version__,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
