@@ -15,8 +15,8 @@ from recforge.errors import UnknownNameError
 
 DuplicatePolicy = Literal["latest", "first", "sum", "error", "keep"]
 MatrixValues = Literal["auto", "binary", "rating", "weight"]
-#: the one spelling of an integer id: no sign other than ``-``, no leading zero, no spaces
-CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+#: the one spelling of an integer id: no ``+``, no leading zero, no ``-0``, no spaces
+CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 def external_ids(values: Any) -> np.ndarray:

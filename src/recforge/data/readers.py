@@ -112,6 +112,8 @@ class TextSource:
         """The column names on the first line."""
         with self.open_binary() as stream:
             first = stream.readline()
+        if not first:
+            raise DataFormatError(self.path, None, "the file is empty")
         try:
             text = first.decode(self.encoding).rstrip("\r\n")
         except UnicodeDecodeError as exc:
@@ -120,7 +122,10 @@ class TextSource:
             raise DataFormatError(self.path, 1, "no header (the first line is empty)")
         text = text.removeprefix("\ufeff")
         text = text.replace(self.sep, _UNIT_SEP) if len(self.sep) > 1 else text
-        names = next(csv.reader([text], delimiter=self.delimiter, quoting=self.quoting))
+        try:
+            names = next(csv.reader([text], delimiter=self.delimiter, quoting=self.quoting))
+        except csv.Error as exc:
+            raise DataFormatError(self.path, 1, f"cannot parse the header: {exc}") from None
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise DataFormatError(self.path, 1, f"duplicate column name {repeated[0]!r} in the header")
@@ -182,7 +187,7 @@ def read_table(
             )
     except pd.errors.EmptyDataError:
         raise DataFormatError(source.path, None, "the file is empty") from None
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, csv.Error) as exc:
         source.check_field_counts(len(columns) or None)
         raise DataFormatError(source.path, None, f"cannot parse: {exc}") from exc
     except UnicodeDecodeError:
@@ -232,6 +237,8 @@ Check = tuple[np.ndarray, Callable[[Any], str]]
 _DTYPES = {"int": np.int64, "float": np.float64, "finite": np.float64}
 #: int64 holds the integers in [-2**63, 2**63)
 _INT64_SPAN = 2.0**63
+#: ratings are stored as float32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _numeric(col: pd.Series) -> pd.Series:
@@ -250,7 +257,8 @@ def _checks(col: pd.Series, numeric: pd.Series, kind: Kind, name: str) -> list[C
     if kind == "finite":
         return [(non_numeric, lambda v: f"non-numeric {name} {v!r}"),
                 (missing, lambda v: f"missing {name}"),
-                (np.isinf(values), lambda v: f"non-finite {name} {v!r}")]
+                (np.isinf(values), lambda v: f"non-finite {name} {v!r}"),
+                (np.abs(values) > _FLOAT32_MAX, lambda v: f"{name} {v!r} is too large")]
     fractional = np.isfinite(values) & (values != np.floor(values))
     huge = ~np.isnan(values) & ((values < -_INT64_SPAN) | (values >= _INT64_SPAN))
     return [(non_numeric | fractional, lambda v: f"non-integer {name} {v!r}"),
@@ -373,10 +381,14 @@ def read_interactions(
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file's columns as NumPy arrays (converted here, so that damaged data fails
+    here, as a `DataFormatError`)."""
     import pyarrow as pa
 
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        arrays = {i: frame.iloc[:, i].to_numpy() for i in range(frame.shape[1])}
+        return pd.DataFrame(arrays, index=frame.index).set_axis(frame.columns, axis=1)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataFormatError(path, None, f"not a readable Parquet file ({exc})") from None
 

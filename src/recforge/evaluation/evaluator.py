@@ -169,7 +169,8 @@ def check_rating_metrics(model: Any, metrics: Sequence[str | MetricSpec]) -> Non
     rating = [s.name for s in names if s.family == "rating"]
     if rating and not getattr(model, "predicts_ratings", False):
         label = getattr(model, "name", "") or getattr(model, "__name__", type(model).__name__)
-        raise InputError(f"{' and '.join(rating)} need a model that predicts ratings; {label} "
+        verb = "needs" if len(rating) == 1 else "need"
+        raise InputError(f"{' and '.join(rating)} {verb} a model that predicts ratings; {label} "
                          "only ranks items (its scores are not ratings): use ranking metrics "
                          "such as ndcg@10, or a rating model")
 
