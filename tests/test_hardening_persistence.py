@@ -128,6 +128,8 @@ def test_train_refuses_a_users_folder_and_a_file(tmp_path: Path, logs: tuple[Pat
     (mine / "thesis.tex").write_text("keep me")
     assert train(mine, logs[0]) == 2
     assert one_line_naming(capsys.readouterr().err, str(mine))
+    assert train(mine, tmp_path / "no-such.csv") == 2  # --out is checked before the data
+    assert one_line_naming(capsys.readouterr().err, str(mine))
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
     file = tmp_path / "notes.txt"
     file.write_text("keep me too")
@@ -158,15 +160,19 @@ def test_save_refuses_foreign_targets_and_replaces_its_own(tmp_path: Path) -> No
     assert (tmp_path / "other" / "x").read_text() == "x"
 
 
-def test_run_does_not_take_a_stray_summary_json_for_its_own(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_run_does_not_take_a_stray_summary_json_for_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recforge.experiments import runner
+
     experiment = tmp_path / "crash.toml"
     experiment.write_text(TINY_RUN)
     stray = tmp_path / "results"
     stray.mkdir()
     (stray / "summary.json").write_text("{}")
     (stray / "data.csv").write_text("precious")
-    assert main(["run", str(experiment), "--out", str(stray)]) == 2
+    with monkeypatch.context() as patch:  # refused before the experiment runs
+        patch.setattr(runner, "run_experiment", lambda *a, **k: pytest.fail("it ran"))
+        assert main(["run", str(experiment), "--out", str(stray)]) == 2
     assert one_line_naming(capsys.readouterr().err, str(stray))
     assert (stray / "data.csv").read_text() == "precious"
     run = tmp_path / "run"
