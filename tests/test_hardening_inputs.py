@@ -4,6 +4,7 @@ never a silent wrong answer (issue 10, "Hardening")."""
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -15,7 +16,12 @@ import pytest
 from recforge.cli import main
 from recforge.cli.common import parse_id, parse_metrics
 from recforge.data.interactions import IdMap, Interactions, external_ids
-from recforge.data.readers import DataFormatError, RatingScaleWarning, read_interactions
+from recforge.data.readers import (
+    DataFormatError,
+    RatingScaleWarning,
+    parse_column_spec,
+    read_interactions,
+)
 from recforge.errors import InputError, ParameterError, UnknownNameError
 from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import parse_metric
@@ -365,3 +371,53 @@ def test_retriever_takes_one_scalar_id_and_clamps_k() -> None:
     assert len(retriever.recommend("nobody", k=10**12)) == 3
     similar = retriever.similar(2, k=10**12)
     assert 1 <= len(similar) <= 2 and set(similar.ids.tolist()) <= {1, 3}
+
+
+# ---------------------------------------------------------------------- cases nobody listed
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"", "empty.csv: the file is empty"),
+    (b"\n\n", "line 1: no header (the first line is empty)"),
+    (b"user,item,rating\n", "no interactions (the dataset is empty)"),
+    (b"user\n1\n2\n", "no item column"),
+    (b"user,item,user\n1,2,3\n", "line 1: duplicate column name 'user' in the header"),
+    (b"user,item,rating\n1,2,3\n3\t4\t5\n", "line 3: expected 3 fields, found 1"),
+    (b"user,item,timestamp\n1,2,99999999999999999999\n",
+     "line 2: timestamp '99999999999999999999' is outside the 64-bit integer range"),
+    (b"user,item,timestamp\n1,2,1e30\n", "line 2: timestamp '1e30' is outside the 64-bit"),
+    (b"user,item,rating\n1,2,1e39\n", "line 2: rating '1e39' is too large"),
+    (b"user,item\n\xe9,2\n", "line 2: not valid utf-8"),
+    (b"user,item\n1,\"2\n3,4\n", "cannot parse"),
+    (b"user,item\r1,2\r", "cannot parse the header"),
+])
+def test_malformed_files_are_refused_with_one_reason(tmp_path: Path, body: bytes,
+                                                     problem: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(body)
+    with pytest.raises(ValueError, match=re.escape(problem)) as info:
+        read_interactions(path)
+    assert "\n" not in str(info.value)
+
+
+def test_bom_crlf_and_negative_timestamps_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_bytes(b"\xef\xbb\xbfuser,item,timestamp\r\n1,2,-5\r\n3,4,-100\r\n")
+    data = read_interactions(path)
+    assert data.user_map.ids.tolist() == [1, 3] and data.timestamps.tolist() == [-5, -100]
+
+
+def test_folders_and_column_specs(tmp_path: Path, tiny_csv: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="a folder, not a file"):
+        read_interactions(tmp_path)
+    with pytest.raises(InputError, match="maps user and item to the same column 'user'"):
+        read_interactions(tiny_csv, {"user": "user", "item": "user"})
+    with pytest.raises(InputError, match="field 'user' is given twice"):
+        parse_column_spec("user=user,user=item")
+
+
+def test_cli_sampled_protocol_larger_than_the_catalogue(tiny_csv: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    assert main(["evaluate", "--dataset", str(tiny_csv), "--model", "most-popular", "--split",
+                 "leave-last-out", "--protocol", "sampled-4"]) == 2
+    assert "sampled-4: 4 negatives per test item need more than 4 items" in one_error_line(capsys)

@@ -53,9 +53,9 @@ class DataFormatError(InputError):
     def __init__(self, path: str | Path, line: int | None, problem: str):
         self.path = str(path)
         self.line = line
-        self.problem = problem
+        self.problem = " ".join(problem.split())  # one line, whatever a parser said
         where = self.path if line is None else f"{self.path}, line {line}"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(f"{where}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,12 @@ def _column_mapping(columns: Mapping[str, Any] | None, available: Sequence[Any],
     unknown = sorted(set(columns) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown field(s) {unknown} in columns; valid: {list(FIELDS)}")
-    return {field: col if header else _position(col) for field, col in columns.items()}
+    mapping = {field: col if header else _position(col) for field, col in columns.items()}
+    shared = [col for col in mapping.values() if list(mapping.values()).count(col) > 1]
+    if shared:
+        fields = [field for field, col in mapping.items() if col == shared[0]]
+        raise InputError(f"columns maps {' and '.join(fields)} to the same column {shared[0]!r}")
+    return mapping
 
 
 def parse_column_spec(spec: str) -> dict[str, str]:
@@ -306,6 +311,8 @@ def parse_column_spec(spec: str) -> dict[str, str]:
             raise ValueError(f"bad column mapping {part!r}: expected FIELD=COLUMN")
         if field not in FIELDS:
             raise ValueError(f"unknown field {field!r} in {spec!r}; valid: {', '.join(FIELDS)}")
+        if field in mapping:
+            raise InputError(f"field {field!r} is given twice in {spec!r}")
         mapping[field] = column
     return mapping
 

@@ -169,10 +169,14 @@ def check_rating_metrics(model: Any, metrics: Sequence[str | MetricSpec]) -> Non
     rating = [s.name for s in names if s.family == "rating"]
     if rating and not getattr(model, "predicts_ratings", False):
         label = getattr(model, "name", "") or getattr(model, "__name__", type(model).__name__)
-        verb = "needs" if len(rating) == 1 else "need"
-        raise InputError(f"{' and '.join(rating)} {verb} a model that predicts ratings; {label} "
+        raise InputError(f"{_need(rating)} a model that predicts ratings; {label} "
                          "only ranks items (its scores are not ratings): use ranking metrics "
                          "such as ndcg@10, or a rating model")
+
+
+def _need(names: list[str]) -> str:
+    """``"RMSE needs"`` or ``"RMSE, MAE need"``."""
+    return f"{names[0]} needs" if len(names) == 1 else f"{', '.join(names)} need"
 
 
 class Evaluator:
@@ -206,11 +210,11 @@ class Evaluator:
     def _check(self) -> None:
         needy = [s.name for s in self.specs if s.kind in ("rmse", "mae", "ndcg-graded")]
         if needy and self.test.ratings is None:
-            raise InputError(f"{', '.join(needy)} need ratings; the test data has none")
+            raise InputError(f"{_need(needy)} ratings; the test data has none")
         self.protocol.check_catalogue(self.train.n_items)
         beyond = [s.name for s in self.specs if s.family == "beyond"]
         if beyond and not self.protocol.lists_items:
-            raise ValueError(f"{', '.join(beyond)} need full ranking, not {self.protocol.name}")
+            raise InputError(f"{_need(beyond)} full ranking, not {self.protocol.name}")
         if self.item_features is not None and self.item_features.shape[0] != self.train.n_items:
             raise ValueError("item_features must have one row per item")
 
