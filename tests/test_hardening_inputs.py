@@ -223,7 +223,8 @@ def test_huge_cutoffs_equal_the_catalogue_cutoff_without_allocating() -> None:
     assert peak < 50_000_000
     assert list(huge.metrics) == ["HR@1000000000", "NDCG@1000000000", "Recall@1000000000", "MRR"]
     assert list(huge.metrics.values()) == pytest.approx(list(small.metrics.values()))
-    sampled = Evaluator(train, test, ["hr@1000000000", "hr@6"], protocol="sampled-5").evaluate(model)
+    sampled = Evaluator(train, test, ["hr@1000000000", "hr@6"],
+                        protocol="sampled-5").evaluate(model)
     assert sampled.metrics["HR@1000000000"] == sampled.metrics["HR@6"] == 1.0
 
 

@@ -238,8 +238,8 @@ def test_evaluate_and_split_with_random_arguments(tiny: dict, capsys: pytest.Cap
 
 @CLI_SETTINGS
 @given(command=st.sampled_from(["recommend", "similar"]), target=values,
-       k=st.one_of(st.none(), st.integers(-3, 10**6).map(str), values), index=st.sampled_from([None, "auto", "exact", "ivf"]),
-       with_data=st.booleans())
+       k=st.one_of(st.none(), st.integers(-3, 10**6).map(str), values),
+       index=st.sampled_from([None, "auto", "exact", "ivf"]), with_data=st.booleans())
 def test_serving_with_random_arguments(tiny: dict, capsys: pytest.CaptureFixture, command: str,
                                        target: str, k: str | None, index: str | None,
                                        with_data: bool) -> None:

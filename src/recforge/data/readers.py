@@ -128,7 +128,8 @@ class TextSource:
             raise DataFormatError(self.path, 1, f"cannot parse the header: {exc}") from None
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
-            raise DataFormatError(self.path, 1, f"duplicate column name {repeated[0]!r} in the header")
+            raise DataFormatError(self.path, 1,
+                                  f"duplicate column name {repeated[0]!r} in the header")
         return names
 
     def line_of_row(self, row: int) -> int | None:

@@ -148,10 +148,11 @@ class Retriever:
         index = _index_of(self.item_map, item, self.model.n_items_)
         if index < 0:
             raise UnknownNameError(f"unknown item id {_plain(item)!r}")
-        if self.model.item_vectors() is None:
-            return self._model_similar(index, k)
         if self._similar_index is None:
-            self._unit = self._unit_item_vectors()
+            vectors = self.model.item_vectors()
+            if vectors is None:
+                return self._model_similar(index, k)
+            self._unit = _unit_rows(vectors)
             self._similar_index = self._build_index(self._unit)
         query = self._unit[index:index + 1]
         items, scores = self._similar_index.search(query, k, exclude=[[index]])
@@ -165,10 +166,6 @@ class Retriever:
             raise InputError(f"{type(self.model).__name__} has neither item vectors nor an "
                              "item-item similarity, so it cannot rank similar items") from None
         return self._answer(items[0], scores[0], "model")
-
-    def _unit_item_vectors(self) -> np.ndarray:
-        vectors = np.asarray(self.model.item_vectors(), dtype=np.float32)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _seen(self, user: int) -> np.ndarray:
         seen = self.model.seen_
@@ -285,6 +282,11 @@ def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
     if values.dtype.kind not in "iu":
         raise ValueError(f"ids must be integers without an id map, got {values[:3].tolist()}")
     return values.astype(np.int64)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _index_of(id_map: IdMap | None, external: Any, n: int) -> int:
