@@ -49,6 +49,7 @@ from recforge.evaluation.metrics import (
     ideal_binary_gains,
 )
 from recforge.models.base import Recommender, mask_seen
+from recforge.params import MAX_COUNT, Integer
 
 TieRule = Literal["pessimistic", "optimistic"]
 
@@ -198,7 +199,8 @@ def make_protocol(protocol: str | Protocol, seed: int = 0,
         return FullRanking()
     match = re.fullmatch(r"sampled-(\d+)", name)
     if match:
-        return SampledRanking(int(match.group(1)), ties=ties, seed=seed)
+        count = Integer(1, MAX_COUNT).check(f"protocol {protocol!r}: N", int(match.group(1)))
+        return SampledRanking(count, ties=ties, seed=seed)
     raise ValueError(f"unknown protocol {protocol!r}; valid: 'full', 'sampled-N' (e.g. sampled-99)")
 
 

@@ -162,7 +162,7 @@ def sgd_epoch_svdpp(indptr: np.ndarray, users: np.ndarray, items: np.ndarray,
     return total
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def als_solve_rows(indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray,
                    fixed: np.ndarray, reg: np.ndarray, row_scale: np.ndarray,
                    out: np.ndarray) -> None:

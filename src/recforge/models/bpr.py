@@ -51,7 +51,7 @@ _MIN_ROUND_TRIPLES = 100_000
 MAX_SHARDS = 1024
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
 def _sgd_step(u: int, i: int, j: int, user_f: np.ndarray, item_f: np.ndarray,
               bias: np.ndarray, lr: float, reg: float, bias_reg: float) -> float:
     """One BPR ascent step on ``(u, i, j)``; returns the triple's loss ``-ln sigma(x_uij)``."""
@@ -70,7 +70,7 @@ def _sgd_step(u: int, i: int, j: int, user_f: np.ndarray, item_f: np.ndarray,
     return np.log1p(np.exp(-x)) if x > -30.0 else -x
 
 
-@numba.njit(fastmath=True, nogil=True)
+@numba.njit(fastmath=True, nogil=True, error_model="numpy")
 def _sgd_run(users: np.ndarray, pos: np.ndarray, neg: np.ndarray, triples: np.ndarray,
              user_f: np.ndarray, item_f: np.ndarray, bias: np.ndarray, lr: float, reg: float,
              bias_reg: float) -> float:
@@ -81,7 +81,7 @@ def _sgd_run(users: np.ndarray, pos: np.ndarray, neg: np.ndarray, triples: np.nd
     return total
 
 
-@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True, error_model="numpy")
 def _epoch_hogwild(users: np.ndarray, pos: np.ndarray, neg: np.ndarray, order: np.ndarray,
                    n_chunks: int, user_f: np.ndarray, item_f: np.ndarray, bias: np.ndarray,
                    lr: float, reg: float, bias_reg: float) -> float:
@@ -94,7 +94,7 @@ def _epoch_hogwild(users: np.ndarray, pos: np.ndarray, neg: np.ndarray, order: n
     return total
 
 
-@numba.njit(fastmath=True, nogil=True)
+@numba.njit(fastmath=True, nogil=True, error_model="numpy")
 def _merge_items(item_f: np.ndarray, bias: np.ndarray, local_f: np.ndarray,
                  local_b: np.ndarray) -> None:
     """Add every shard's change of the item parameters, in shard order."""
@@ -110,7 +110,7 @@ def _merge_items(item_f: np.ndarray, bias: np.ndarray, local_f: np.ndarray,
             bias[i] += local_b[s, i]
 
 
-@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True, error_model="numpy")
 def _epoch_sharded(users: np.ndarray, pos: np.ndarray, neg: np.ndarray, order: np.ndarray,
                    shard_ptr: np.ndarray, rounds: int, user_f: np.ndarray, item_f: np.ndarray,
                    bias: np.ndarray, lr: float, reg: float, bias_reg: float) -> float:

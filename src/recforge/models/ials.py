@@ -47,7 +47,7 @@ from recforge.params import (
 _BLOCK = 64
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     s = np.float32(0.0)
     for f in range(a.shape[0]):
@@ -55,7 +55,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return s
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
 def _gram_times(gram: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
     """``out = gram @ v`` for a small dense symmetric matrix."""
     k = v.shape[0]
@@ -66,7 +66,7 @@ def _gram_times(gram: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
         out[a] = s
 
 
-@numba.njit(fastmath=True, nogil=True)
+@numba.njit(fastmath=True, nogil=True, error_model="numpy")
 def _cg_row(cols: np.ndarray, conf: np.ndarray, other: np.ndarray, gram: np.ndarray,
             x: np.ndarray, steps: int, r: np.ndarray, p: np.ndarray, ap: np.ndarray) -> float:
     """Improve ``x`` with ``steps`` CG iterations on one row's normal equations.
@@ -121,7 +121,7 @@ def _cg_row(cols: np.ndarray, conf: np.ndarray, other: np.ndarray, gram: np.ndar
     return conf_sum - _dot(x, r) - b_dot_x
 
 
-@numba.njit(fastmath=True, nogil=True)
+@numba.njit(fastmath=True, nogil=True, error_model="numpy")
 def _cholesky_row(cols: np.ndarray, conf: np.ndarray, other: np.ndarray, gram: np.ndarray,
                   x: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Solve one row's normal equations exactly (Cholesky); returns the row objective as
@@ -143,7 +143,7 @@ def _cholesky_row(cols: np.ndarray, conf: np.ndarray, other: np.ndarray, gram: n
     return conf_sum - _dot(b, x)
 
 
-@numba.njit(fastmath=True, nogil=True)
+@numba.njit(fastmath=True, nogil=True, error_model="numpy")
 def _cholesky_solve(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> None:
     """Solve ``a x = b`` for symmetric positive-definite ``a`` given by its lower triangle
     (overwritten with the Cholesky factor ``L``); float64 accumulation."""
@@ -171,7 +171,7 @@ def _cholesky_solve(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> None:
         x[i] = t / a[i, i]
 
 
-@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True, error_model="numpy")
 def _solve_rows(indptr: np.ndarray, indices: np.ndarray, conf: np.ndarray, factors: np.ndarray,
                 other: np.ndarray, gram: np.ndarray, exact: bool, steps: int) -> float:
     """Update every row of ``factors`` against ``other``; returns the summed row objectives."""
@@ -225,6 +225,8 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     scored lower on both sets).
     """
 
+    #: ``cg_steps`` is bounded like a width: CG solves a ``factors``-sized system exactly in at
+    #: most ``factors`` steps
     param_rules: ClassVar[dict[str, Rule]] = {
         "factors": WIDTH, "regularization": PENALTY, "alpha": Real(0),
         "scaling": Choice("linear", "log"), "epsilon": Real(0, low_open=True),

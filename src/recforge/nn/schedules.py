@@ -38,14 +38,3 @@ def lr_factor(schedule: str, progress: float, epochs: int, warmup_epochs: float 
         factor *= max(progress, 1e-3 * warmup_epochs) / warmup_epochs
     return factor
 
-
-def check_schedule(schedule: str, warmup_epochs: float, step_epochs: int, gamma: float) -> None:
-    """Raise ``ValueError`` for an unknown schedule or out-of-range settings."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-    if warmup_epochs < 0:
-        raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-    if step_epochs < 1:
-        raise ValueError(f"lr_step_epochs must be at least 1, got {step_epochs}")
-    if not 0 < gamma <= 1:
-        raise ValueError(f"lr_gamma must be in (0, 1], got {gamma}")
