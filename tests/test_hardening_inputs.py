@@ -309,6 +309,11 @@ def test_cli_bad_json_path_fails_before_the_work(tmp_path: Path, capsys: pytest.
     assert problem in one_error_line(capsys)
 
 
+def test_a_parameter_given_twice_is_refused(capsys: pytest.CaptureFixture) -> None:
+    assert main(["evaluate", "--model", "ease", "--param", "reg=1", "--param", "reg=2"]) == 2
+    assert "--param reg is given twice" in one_error_line(capsys)
+
+
 def test_ids_on_the_command_line() -> None:
     assert parse_id("42", "--user") == 42 and parse_id("-3", "--user") == -3
     assert parse_id("007", "--user") == "007" and parse_id("a b", "--user") == "a b"

@@ -40,7 +40,10 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--param expects name=value, got {pair!r}")
-        params[name.strip().replace("-", "_")] = parse_value(value)
+        key = name.strip().replace("-", "_")
+        if key in params:
+            raise InputError(f"--param {key} is given twice")
+        params[key] = parse_value(value)
     return params
 
 
