@@ -142,7 +142,7 @@ def test_malformed_file_stops_before_training(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(Recommender, "fit", no_training)
     cases = {'name = "ials"': ('name = "ials-x"', "unknown model 'ials-x'"),
              "cutoffs = [5, 10]": ("cutof = [5]", "evaluation.cutof: unknown key"),
-             "factors = 8": ('factors = "big"', "models[1].params.factors: expected int")}
+             "factors = 8": ('factors = "big"', "models[1].params.factors: must be an integer")}
     for old, (new, message) in cases.items():
         path = tmp_path / "bad.toml"
         path.write_text(TINY.replace(old, new))

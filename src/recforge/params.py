@@ -36,7 +36,7 @@ from recforge.errors import ParameterError
 MAX_WIDTH = 100_000
 #: largest number of epochs (the per-epoch history alone grows without bound)
 MAX_EPOCHS = 1_000_000
-#: largest seed: numpy, PyTorch and the splitmix64 kernels all take 32-bit seeds
+#: largest seed: seeds are unsigned 32-bit integers (a range every random generator takes)
 MAX_SEED = 2**32 - 1
 #: largest thread count
 MAX_THREADS = 4096
@@ -271,6 +271,22 @@ class Anything(Rule):
         return value
 
 
+class NestedParams(Rule):
+    """A table of another model's hyperparameters, checked by that model's rules (``owner``
+    is a `recforge.models.base.Recommender` subclass); items are named ``name.key``."""
+
+    def __init__(self, owner: Any):
+        self.owner = owner
+
+    def describe(self) -> str:
+        return f"a table of {self.owner.__name__} hyperparameters"
+
+    def check(self, name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, AbcMapping):
+            _fail(name, f"must be {self.describe()}", value)
+        return self.owner.validate_params(value, where=f"{name}.")
+
+
 def check_all(rules: AbcMapping[str, Rule], values: AbcMapping[str, Any],
               where: str = "") -> dict[str, Any]:
     """Each of ``values`` checked by its rule (an unknown name raises), named ``where + name``
@@ -315,18 +331,3 @@ FRACTION = Real(0, 1, low_open=True, high_open=True)
 CUTOFF = Integer(1, MAX_CUTOFF)
 BOOLEAN = Boolean()
 
-
-class NestedParams(Rule):
-    """A table of another model's hyperparameters, checked by that model's rules (``owner``
-    is a `recforge.models.base.Recommender` subclass); items are named ``name.key``."""
-
-    def __init__(self, owner: Any):
-        self.owner = owner
-
-    def describe(self) -> str:
-        return f"a table of {self.owner.__name__} hyperparameters"
-
-    def check(self, name: str, value: Any) -> dict[str, Any]:
-        if not isinstance(value, AbcMapping):
-            _fail(name, f"must be {self.describe()}", value)
-        return self.owner.validate_params(value, where=f"{name}.")

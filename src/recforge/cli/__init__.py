@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input, with a one-line error)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, status 2), --help or --version
+        return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:  # InputError and the standard bad-value/path errors
