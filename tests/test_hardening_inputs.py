@@ -133,9 +133,9 @@ def test_lookups_match_the_exact_spelling() -> None:
 
 
 @pytest.mark.parametrize(("value", "problem"), [
-    ("inf", "non-finite rating 'inf'"), ("-Infinity", "non-finite rating '-Infinity'"),
+    ("inf", "non-finite rating inf"), ("-Infinity", "non-finite rating -inf"),
     ("nan", "non-numeric rating 'nan'"), ("", "missing rating"),
-    ("1e400", "non-finite rating '1e400'"),
+    ("1e400", "non-finite rating inf"),
 ])
 def test_non_finite_ratings_are_errors_naming_the_line(tmp_path: Path, value: str,
                                                        problem: str) -> None:
@@ -390,9 +390,9 @@ def test_retriever_takes_one_scalar_id_and_clamps_k() -> None:
     (b"user,item,user\n1,2,3\n", "line 1: duplicate column name 'user' in the header"),
     (b"user,item,rating\n1,2,3\n3\t4\t5\n", "line 3: expected 3 fields, found 1"),
     (b"user,item,timestamp\n1,2,99999999999999999999\n",
-     "line 2: timestamp '99999999999999999999' is outside the 64-bit integer range"),
-    (b"user,item,timestamp\n1,2,1e30\n", "line 2: timestamp '1e30' is outside the 64-bit"),
-    (b"user,item,rating\n1,2,1e39\n", "line 2: rating '1e39' is too large"),
+     "line 2: timestamp 99999999999999999999 is outside the 64-bit integer range"),
+    (b"user,item,timestamp\n1,2,1e30\n", "line 2: timestamp 1e+30 is outside the 64-bit"),
+    (b"user,item,rating\n1,2,1e39\n", "line 2: rating 1e+39 is too large"),
     (b"user,item\n\xe9,2\n", "line 2: not valid utf-8"),
     (b"user,item\n1,\"2\n3,4\n", "cannot parse"),
     (b"user,item\r1,2\r", "cannot parse the header"),

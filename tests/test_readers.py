@@ -89,7 +89,7 @@ def test_parquet_bad_value_names_the_row(tmp_path: Path) -> None:
     ("1,2,3,4\n1,3,3,4,9\n", 3, "expected 4 fields, found 5"),
     ("1,2,3,4,9\n1,3,3,4\n", 2, "expected 4 fields, found 5"),
     ("1,2,3,4\n\n1,3,abc,4\n", 4, "non-numeric rating 'abc'"),
-    ("1,2,3,4\n1,3,3,4.5\n", 3, "non-integer timestamp '4.5'"),
+    ("1,2,3,4\n1,3,3,4.5\n", 3, "non-integer timestamp 4.5"),
     ("1,2,3,4\n1,3,3,noon\n", 3, "non-integer timestamp 'noon'"),
     ("1,2,3,4\n1,3,3,\n", 3, "missing timestamp"),
     ("1,2,3,4\n,3,3,4\n", 3, "missing user"),

@@ -167,18 +167,17 @@ class TextSource:
 
 
 def read_table(
-    source: TextSource, names: Sequence[str] | None = None, text: Sequence[str] | bool = ()
+    source: TextSource, names: Sequence[str] | None = None, text: Sequence[str | int] = ()
 ) -> pd.DataFrame:
     """Parse ``source`` into a frame whose every record has the same number of fields.
 
-    Header-less files get ``names`` (or positions ``0..n-1``); ``text`` columns (every column
-    with ``text=True``) are kept as strings (no number parsing, so zip codes keep leading
-    zeros). Only empty fields are missing values. Rows keep their file order; use
-    `TextSource.line_of_row` to locate one.
+    Header-less files get ``names`` (or positions ``0..n-1``); ``text`` columns (names, or
+    positions in a header-less file) are kept as strings (no number parsing, so zip codes
+    keep leading zeros). Only empty fields are missing values. Rows keep their file order;
+    use `TextSource.line_of_row` to locate one.
     """
     columns = source.header_names() if source.header else list(names or [])
-    dtype: Any = str if text is True else {
-        (c if source.header else columns.index(c)): str for c in text or () if c in columns}
+    dtype = {key: str for key in _column_keys(text, columns, source.header)}
     try:
         with source.pandas_input() as stream:
             frame = pd.read_csv(
@@ -200,6 +199,14 @@ def read_table(
     if not source.header and columns:
         frame.columns = columns
     return frame
+
+
+def _column_keys(text: Sequence[str | int], columns: list[str], header: bool) -> list[str | int]:
+    """The ``read_csv`` keys of the ``text`` columns: header names, else positions."""
+    if header:
+        return [c for c in text if c in columns]
+    return [c if isinstance(c, int) else columns.index(c) for c in text
+            if isinstance(c, int) or c in columns]
 
 
 def coerce_columns(
@@ -372,7 +379,8 @@ def read_interactions(
         raw, line_of_row, by_name = _read_parquet(path), None, True
     else:
         source = TextSource(path, sep or sniff_separator(path), header=header, encoding=encoding)
-        raw, line_of_row, by_name = read_table(source, text=True), source.line_of_row, header
+        raw = read_table(source, text=_id_columns(columns, header))
+        line_of_row, by_name = source.line_of_row, header
     mapping = _column_mapping(columns, list(raw.columns), by_name)
     for field in ("user", "item"):
         if field not in mapping:
@@ -386,6 +394,14 @@ def read_interactions(
         raise DataFormatError(path, None, "a rating range was given but there is no rating column")
     from_pandas_kwargs.setdefault("name", path.name)
     return Interactions.from_pandas(frame, source=str(path), **from_pandas_kwargs)
+
+
+def _id_columns(columns: Mapping[str, Any] | None, header: bool) -> list[str | int]:
+    """The file columns holding user and item ids, read as text (`external_ids` decides)."""
+    if columns is None:
+        return ["user", "item"] if header else [0, 1]
+    return [col if header else _position(col) for field, col in columns.items()
+            if field in ("user", "item")]
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
