@@ -31,9 +31,12 @@ import numpy as np
 
 from recforge.errors import ParameterError
 
-#: largest embedding, factor or layer width: ``n x width`` tables (and ``width^2`` solves)
-#: beyond it would not fit in memory on any data worth modelling
+#: largest embedding, factor or layer width: ``n x width`` tables beyond it would not fit in
+#: memory on any data worth modelling
 MAX_WIDTH = 100_000
+#: largest width of a model that solves dense ``width x width`` systems (one per thread): at
+#: 100,000 each would take 40 GB
+MAX_SOLVE_WIDTH = 10_000
 #: largest number of epochs (the per-epoch history alone grows without bound)
 MAX_EPOCHS = 1_000_000
 #: largest seed: seeds are unsigned 32-bit integers (a range every random generator takes)
@@ -309,6 +312,8 @@ EPOCHS = Integer(1, MAX_EPOCHS)
 PATIENCE = Integer(1, MAX_EPOCHS)
 #: latent dimensions, embedding and hidden-layer widths
 WIDTH = Integer(1, MAX_WIDTH)
+#: the latent dimension of an alternating-least-squares model (dense ``k x k`` solves)
+SOLVE_WIDTH = Integer(1, MAX_SOLVE_WIDTH)
 #: a step size
 LEARNING_RATE = Real(0, low_open=True)
 #: an L2 penalty or other shrinkage weight that may be zero

@@ -32,11 +32,11 @@ from recforge.models.registry import register
 from recforge.params import (
     BOOLEAN,
     INIT_SCALE,
-    MAX_WIDTH,
+    MAX_SOLVE_WIDTH,
     PENALTY,
     SEED,
+    SOLVE_WIDTH,
     THREADS,
-    WIDTH,
     Choice,
     Integer,
     Real,
@@ -228,10 +228,10 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     #: ``cg_steps`` is bounded like a width: CG solves a ``factors``-sized system exactly in at
     #: most ``factors`` steps
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": WIDTH, "regularization": PENALTY, "alpha": Real(0),
+        "factors": SOLVE_WIDTH, "regularization": PENALTY, "alpha": Real(0),
         "scaling": Choice("linear", "log"), "epsilon": Real(0, low_open=True),
         "use_values": BOOLEAN, "solver": Choice("cg", "cholesky"),
-        "cg_steps": Integer(1, MAX_WIDTH), "init_scale": INIT_SCALE, "num_threads": THREADS,
+        "cg_steps": Integer(1, MAX_SOLVE_WIDTH), "init_scale": INIT_SCALE, "num_threads": THREADS,
         "seed": SEED,
     }
 

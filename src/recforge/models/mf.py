@@ -33,6 +33,7 @@ from recforge.params import (
     PENALTY,
     POSITIVE_PENALTY,
     SEED,
+    SOLVE_WIDTH,
     WIDTH,
     Integer,
     Optional,
@@ -230,7 +231,7 @@ class AlternatingLeastSquares(FactorRatingModel):
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": WIDTH, "reg": POSITIVE_PENALTY, "init_std": INIT_SCALE, "seed": SEED,
+        "factors": SOLVE_WIDTH, "reg": POSITIVE_PENALTY, "init_std": INIT_SCALE, "seed": SEED,
     }
 
     #: scale the regularisation by each row's rating count (Zhou et al. 2008)
