@@ -176,11 +176,13 @@ class Recommender:
 
     def _check_finite(self) -> None:
         """Raise `TrainingDivergedError` when a learned array (dense, or a sparse matrix's
-        stored values) holds NaN or an infinity."""
+        stored values) holds NaN or an infinity. The minimum and maximum tell (NaN propagates
+        through both), without a temporary array the size of the state."""
         for key, value in self._state().items():
             values = value.data if sp.issparse(value) else value
             if (isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.floating)
-                    and not np.isfinite(values).all()):
+                    and values.size and not (np.isfinite(values.min())
+                                             and np.isfinite(values.max()))):
                 raise TrainingDivergedError(
                     f"{type(self).__name__}: training produced NaN or infinite values in "
                     f"{key}; {self.divergence_hint}")
