@@ -109,13 +109,19 @@ def check_output_file(path: str, option: str) -> None:
 
 @contextlib.contextmanager
 def data_warnings() -> Iterator[None]:
-    """Show each warning raised in the block (e.g. an implausible rating scale) as one line on
-    stderr once the block succeeds; an error in the block is reported alone."""
+    """Show each `RatingScaleWarning` raised in the block as one line on stderr once the block
+    succeeds (an error in the block is reported alone); other warnings pass through."""
+    from recforge.data.readers import RatingScaleWarning
+
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", RatingScaleWarning)
         yield
-    for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+    for w in caught:
+        if issubclass(w.category, RatingScaleWarning):
+            message = " ".join(str(w.message).split())
+            err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @contextlib.contextmanager
