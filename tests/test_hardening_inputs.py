@@ -413,6 +413,17 @@ def test_bom_crlf_and_negative_timestamps_are_read(tmp_path: Path) -> None:
     assert data.user_map.ids.tolist() == [1, 3] and data.timestamps.tolist() == [-5, -100]
 
 
+def test_parquet_datetimes_are_epoch_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    when = pd.to_datetime(["2020-01-01 00:00:00", "2021-01-01 00:00:07", None])
+    pd.DataFrame({"user": [1, 2, 3], "item": [1, 2, 3], "timestamp": when}).to_parquet(path)
+    with pytest.raises(DataFormatError, match="row 2: missing timestamp"):
+        read_interactions(path)
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "timestamp": when[:2].tz_localize("UTC")}
+                 ).to_parquet(path)
+    assert read_interactions(path).timestamps.tolist() == [1577836800, 1609459207]
+
+
 def test_folders_and_column_specs(tmp_path: Path, tiny_csv: Path) -> None:
     with pytest.raises(FileNotFoundError, match="a folder, not a file"):
         read_interactions(tmp_path)

@@ -250,6 +250,10 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _numeric(col: pd.Series) -> pd.Series:
+    """Numbers as they are, datetimes (Parquet) as epoch seconds, text parsed (NaN if not)."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return (pd.to_datetime(col, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+            seconds=1)
     return col if pd.api.types.is_numeric_dtype(col) else pd.to_numeric(col, errors="coerce")
 
 
