@@ -384,3 +384,14 @@ def test_blend_checks_its_members_at_construction() -> None:
     assert LinearBlend(models=["svd", "biased-mf"]).models == ("svd", "biased-mf")
     with pytest.raises(ParameterError, match=r"^models: must be a list of at least 1 items"):
         LinearBlend(models=[])
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True, 10**9, "10"])
+def test_recommend_and_similar_items_check_k(k: Any) -> None:
+    """A cut-off of the wrong kind, or one whose padded lists would exhaust memory."""
+    model = EASE().fit(contract_data())
+    with pytest.raises(ParameterError, match="^k: must be an integer in \\[1, 100000\\]"):
+        model.recommend([0], k=k)
+    with pytest.raises(ParameterError, match="^k: must be an integer in \\[1, 100000\\]"):
+        model.similar_items([0], k=k)
+    assert model.recommend([0], k=np.int64(3))[0].shape == (1, 3)

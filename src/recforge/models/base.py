@@ -38,7 +38,7 @@ from recforge.io import (
     ids_fingerprint,
     read_metadata,
 )
-from recforge.params import Rule, check_all, parameter_error
+from recforge.params import CUTOFF, Rule, check_all, parameter_error
 from recforge.topk import top_k
 
 FORMAT_VERSION = 2  # 2: the folder has a marker and the model a data fingerprint
@@ -258,11 +258,11 @@ class Recommender:
 
         Items the user interacted with in training are left out when ``exclude_seen``;
         ``candidates`` (a boolean mask over items) restricts the catalogue. Rows with fewer
-        than ``k`` eligible items are padded with item ``-1`` and score ``-inf``.
+        than ``k`` eligible items are padded with item ``-1`` and score ``-inf``; ``k`` is a
+        cut-off in ``[1, 100000]`` (`recforge.params.CUTOFF`).
         """
         self._check_fitted()
-        if k < 1:
-            raise ValueError("k must be at least 1")
+        k = CUTOFF.check("k", k)
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
         known = self.is_known_user(users)
         k_eff = min(k, self.n_items_)
@@ -324,6 +324,7 @@ class Recommender:
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most cosine-similar to each of ``items`` (itself excluded)."""
         self._check_fitted()
+        k = CUTOFF.check("k", k)
         vectors = self.item_vectors()
         if vectors is None:
             raise NotImplementedError(f"{type(self).__name__} has no item vectors")

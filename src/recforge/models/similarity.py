@@ -41,6 +41,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from recforge.params import CUTOFF
 from recforge.topk import top_k
 
 VectorMeasure = Literal["cosine", "jaccard", "dot"]
@@ -334,4 +335,4 @@ class ItemSimilarityMixin:
         """The ``k`` items with the highest learned similarity to each of ``items`` (itself
         excluded; padded with ``-1``/``-inf`` where an item has fewer neighbours)."""
         self._check_fitted()  # type: ignore[attr-defined]
-        return most_similar(self._item_similarity(), items, k)
+        return most_similar(self._item_similarity(), items, CUTOFF.check("k", k))
