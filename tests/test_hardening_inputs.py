@@ -145,6 +145,13 @@ def test_non_finite_ratings_are_errors_naming_the_line(tmp_path: Path, value: st
     assert (info.value.line, info.value.problem) == (3, problem)
 
 
+def test_weights_must_be_finite_too(tmp_path: Path) -> None:
+    for value, problem in (("inf", "non-finite weight inf"), ("", "missing weight")):
+        path = write(tmp_path / "w.csv", f"user,item,weight\n1,2,3\n2,2,{value}\n")
+        with pytest.raises(DataFormatError, match=f"line 3: {problem}"):
+            read_interactions(path)
+
+
 def test_implausible_ratings_warn_with_the_observed_range(tmp_path: Path) -> None:
     path = write(tmp_path / "w.csv", "user,item,rating\n1,1,99999\n2,1,3\n3,2,-7\n")
     with pytest.warns(RatingScaleWarning, match=r"w.csv: ratings range from -7 to 99999"):

@@ -32,7 +32,7 @@ Kind = Literal["id", "int", "float", "finite"]
 #: recforge interaction fields, in the order assumed for header-less files
 FIELDS = ("user", "item", "rating", "timestamp", "weight")
 FIELD_KINDS: dict[str, Kind] = {
-    "user": "id", "item": "id", "rating": "finite", "timestamp": "int", "weight": "float",
+    "user": "id", "item": "id", "rating": "finite", "timestamp": "int", "weight": "finite",
 }
 #: ratings outside this span draw a `RatingScaleWarning` unless a rating range is declared
 PLAUSIBLE_RATINGS = (0.0, 10.0)
