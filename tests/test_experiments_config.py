@@ -85,7 +85,7 @@ def test_good_file_is_typed_and_defaults_fill_in() -> None:
      "Coverage@10, Coverage@20 need the 'full' protocol"),
     (('label = "iALS small"', 'label = "most-popular"'), "labels must be unique"),
     (("factors = 8", 'factors = "8"'), ("models[1].params.factors: must be an integer in "
-                                       "[1, 100000], got '8'")),
+                                       "[1, 10000], got '8'")),
     (("factors = 8", "factors = 8.5"), "models[1].params.factors: must be an integer"),
     (('name = "most-popular"', 'name = "most-popular"\nparams = { k = 1 }'),
      "models[0].params.k: unknown parameter of most-popular 'k'"),
