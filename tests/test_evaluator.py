@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from math import log2
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from recforge.evaluation import metrics as m
 from recforge.evaluation.protocols import FullRanking, make_protocol
 from recforge.models import MostPopular
 from recforge.models.base import Recommender
+from recforge.params import Anything, Rule
 
 RANKING = ["hr@3", "precision@3", "recall@3", "map@3", "ndcg@3", "ndcg-graded@3", "mrr",
            "mrr@3", "auc"]
@@ -26,6 +28,8 @@ RANKING = ["hr@3", "precision@3", "recall@3", "map@3", "ndcg@3", "ndcg-graded@3"
 
 class FixedScores(Recommender):
     """Scores read from a fixed user x item matrix."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"scores": Anything()}
 
     def __init__(self, scores: np.ndarray):
         self.scores = scores
