@@ -33,7 +33,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -45,12 +45,15 @@ from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.models import BPR, ImplicitALS, Recommender
 from recforge.models.factors import FactorModel
+from recforge.params import Anything, Rule
 
 RESULTS = Path(__file__).parent / "results"
 
 
 class ImplicitModel(FactorModel, Recommender):
     """Wraps a model of the `implicit` library so recforge's Evaluator can rank with it."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"model": Anything()}  # checked by `implicit`
 
     def __init__(self, model: Any):
         self.model = model

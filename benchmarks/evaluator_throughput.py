@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -23,12 +23,15 @@ import numpy as np
 from recforge.data.interactions import IdMap, Interactions
 from recforge.evaluation import Evaluator
 from recforge.models.base import Recommender
+from recforge.params import SEED, WIDTH, Rule
 
 METRICS = ("ndcg@10", "hr@10", "recall@10")
 
 
 class RandomFactors(Recommender):
     """Scores ``U[u] . V[i]`` with random Gaussian factors (a throughput stand-in)."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"factors": WIDTH, "seed": SEED}
 
     def __init__(self, factors: int = 64, seed: int = 0):
         self.factors = factors

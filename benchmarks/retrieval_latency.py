@@ -37,7 +37,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -49,6 +49,7 @@ from recforge.data.interactions import IdMap, Interactions
 from recforge.models import create_model
 from recforge.models.base import Recommender
 from recforge.models.factors import FactorModel
+from recforge.params import Anything, Rule
 from recforge.retrieval import ExactIndex, FaissIndex, Retriever, VectorIndex, make_index
 from recforge.retrieval.index import default_nlist, faiss_available
 from recforge.retrieval.synthetic import clustered_catalogue
@@ -58,6 +59,9 @@ K = 10
 
 class PlantedFactors(FactorModel, Recommender):
     """A factor model whose factors are given (the synthetic catalogue's vectors)."""
+
+    param_rules: ClassVar[dict[str, Rule]] = {"user_factors": Anything(),
+                                              "item_factors": Anything()}
 
     def __init__(self, user_factors: Any = None, item_factors: Any = None):
         self.user_factors = user_factors
