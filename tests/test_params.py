@@ -395,3 +395,17 @@ def test_recommend_and_similar_items_check_k(k: Any) -> None:
     with pytest.raises(ParameterError, match="^k: must be an integer in \\[1, 100000\\]"):
         model.similar_items([0], k=k)
     assert model.recommend([0], k=np.int64(3))[0].shape == (1, 3)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"lambda_": math.nan}, "lambda_: must be a finite number in [0, 1], got nan"),
+    ({"candidates": 2.5}, "candidates: must be an integer in [1, 100000], got 2.5"),
+    ({"candidates": 10**9}, "candidates: must be an integer in [1, 100000]"),
+    ({"batch_size": 0}, "batch_size: must be an integer in [1, "),
+])
+def test_reranker_options_follow_the_rules(settings: dict[str, Any], message: str) -> None:
+    from recforge.rerank.mmr import MMRReranker
+
+    with pytest.raises(ParameterError) as info:
+        MMRReranker(**settings)
+    assert _error(info).startswith(message)

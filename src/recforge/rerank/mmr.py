@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from recforge.data.interactions import Interactions
 from recforge.evaluation.metrics import unit_rows
 from recforge.models.base import Recommender
+from recforge.params import CUTOFF, MAX_COUNT, UNIT, Integer
 
 Similarity = str | np.ndarray | sp.spmatrix
 DEFAULT_CANDIDATES = 100
@@ -53,17 +54,13 @@ class MMRReranker:
 
     def __init__(self, lambda_: float = 0.5, candidates: int = DEFAULT_CANDIDATES,
                  similarity: Similarity = "vectors", batch_size: int = 256):
-        if not 0.0 <= lambda_ <= 1.0:
-            raise ValueError(f"lambda_ must be in [0, 1], got {lambda_}")
-        if candidates < 1:
-            raise ValueError("candidates must be at least 1")
         if isinstance(similarity, str) and similarity != "vectors":
             raise ValueError("similarity must be 'vectors' or a feature matrix, "
                              f"not {similarity!r}")
-        self.lambda_ = lambda_
-        self.candidates = candidates
+        self.lambda_ = UNIT.check("lambda_", lambda_)
+        self.candidates = CUTOFF.check("candidates", candidates)
         self.similarity = similarity
-        self.batch_size = batch_size
+        self.batch_size = Integer(1, MAX_COUNT).check("batch_size", batch_size)
 
     def _features(self, model: Recommender) -> np.ndarray | sp.spmatrix:
         if not isinstance(self.similarity, str):
