@@ -316,6 +316,16 @@ def test_good_experiment_loads(tmp_path: Path) -> None:
     ("cutoffs = [10]", "cutoffs = [1000000000]", ("evaluation.cutoffs[0]: must be an integer in "
      "[1, 100000], got 1000000000")),
     ("max_k = 50", "max_k = 0", "report.max_k: must be an integer in [1, 100000], got 0"),
+    ('dataset = "synthetic"', 'dataset = "synthetic"\noptions = { n_users = 1.5 }',
+     "data.options.n_users: must be an integer, got 1.5"),
+    ('dataset = "synthetic"', 'dataset = "synthetic"\noptions = { n_items = true }',
+     "data.options.n_items: must be an integer, got True"),
+    ('dataset = "synthetic"', 'dataset = "synthetic"\noptions = { seed = -1 }',
+     "data.options.seed: must be an integer in [0, 4294967295], got -1"),
+    ('dataset = "synthetic"', 'dataset = "synthetic"\noptions = { affinity = inf }',
+     "data.options.affinity: must be a finite number, got inf"),
+    ('dataset = "synthetic"', 'dataset = "synthetic"\noptions = { feedback = "both" }',
+     "data.options.feedback: must be one of 'explicit', 'implicit', got 'both'"),
 ])
 def test_experiment_files_name_the_dotted_key(tmp_path: Path, old: str, new: str,
                                               message: str) -> None:

@@ -19,7 +19,18 @@ from typing import Any
 from recforge.errors import ParameterError
 from recforge.evaluation.metrics import METRICS
 from recforge.experiments.tomlw import tomllib
-from recforge.params import CUTOFF, FRACTION, MAX_COUNT, SEED, Anything, Integer, Real, Rule
+from recforge.params import (
+    CUTOFF,
+    FRACTION,
+    MAX_COUNT,
+    SEED,
+    Anything,
+    Boolean,
+    Choice,
+    Integer,
+    Real,
+    Rule,
+)
 
 #: value rules of the ``[split]`` options (their types are checked by the schema)
 SPLIT_RULES: dict[str, Rule] = {
@@ -341,7 +352,22 @@ def _validate_data(section: DataSection) -> None:
         if option not in valid:
             raise unknown_key(f"data.options.{option}", option, valid, "option")
     if key == "synthetic":
+        hints = typing.get_type_hints(SyntheticConfig)
+        for option, value in section.options.items():
+            check_rule(f"data.options.{option}", _option_rule(option, hints[option]), value)
         checked("data.options", SyntheticConfig, **section.options)
+
+
+def _option_rule(name: str, hint: Any) -> Rule:
+    """The type rule of a dataclass option from its annotation (the dataclass checks ranges)."""
+    if name == "seed":
+        return SEED
+    simple: dict[Any, Rule] = {int: Integer(), float: Real(), bool: Boolean()}
+    if hint in simple:
+        return simple[hint]
+    if typing.get_origin(hint) is typing.Literal:
+        return Choice(*typing.get_args(hint))
+    return Anything()
 
 
 def validate_split(section: SplitSection, dataset: str, path: str) -> None:
