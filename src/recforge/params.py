@@ -15,7 +15,7 @@ Numbers are finite unless a rule says otherwise. Every model declares one rule p
 hyperparameter (`recforge.models.base.Recommender.param_rules`), so the constructor,
 ``set_params``, the experiment file and the command line use the same check.
 
-The module also holds the rules that many models share (`SEED`, `EPOCHS`, `FACTORS`, ...)
+The module also holds the rules that many models share (`SEED`, `EPOCHS`, `WIDTH`, ...)
 and the upper bounds that keep a value from asking for absurd amounts of memory.
 """
 
