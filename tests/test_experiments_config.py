@@ -65,12 +65,12 @@ def test_good_file_is_typed_and_defaults_fill_in() -> None:
 @pytest.mark.parametrize(("edit", "expected"), [
     (("[split]", "[split]\nfractoin = 0.1"), "exp.toml: split.fractoin: unknown key 'fractoin'"),
     (("[evaluation]", "[evaluation]\nmetrik = []"), "did you mean 'metrics'"),
-    (("[experiment]", "[experimnt]\n[experiment]"), ("unknown key 'experimnt'; did you mean "
+    (("[experiment]", "[experimnt]\n[experiment]"), ("unknown key 'experimnt' (did you mean "
                                                     "'experiment'")),
-    (('name = "ials"', 'name = "ialz"'), ("models[1].name: unknown model 'ialz'; did you mean "
+    (('name = "ials"', 'name = "ialz"'), ("models[1].name: unknown model 'ialz' (did you mean "
                                          "'ials'")),
     (("factors = 8", "factor = 8"), ("models[1].params.factor: unknown parameter of ials "
-                                    "'factor'; did you mean 'factors'")),
+                                    "'factor' (did you mean 'factors'")),
     (("seeds = [0, 1]", 'seeds = "0"'), "experiment.seeds: expected a list, got a string"),
     (("seeds = [0, 1]", 'seeds = [0, "a"]'), "experiment.seeds[1]: expected int, got a string"),
     (("test_fraction = 0.25", "test_fraction = true"), ("split.test_fraction: expected float, "

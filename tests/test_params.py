@@ -13,7 +13,7 @@ import pytest
 from model_contract import contract_data
 
 from recforge.cli import main
-from recforge.errors import InputError, ParameterError
+from recforge.errors import InputError, ParameterError, UnknownNameError
 from recforge.experiments import tomlw
 from recforge.experiments.config import ExperimentConfigError, load_experiment
 from recforge.models import create_model, get_model_class, model_names
@@ -419,3 +419,12 @@ def test_reranker_options_follow_the_rules(settings: dict[str, Any], message: st
     with pytest.raises(ParameterError) as info:
         MMRReranker(**settings)
     assert _error(info).startswith(message)
+
+
+def test_unknown_names_suggest_the_closest() -> None:
+    from recforge.models.registry import get_model_class
+
+    with pytest.raises(UnknownNameError, match=r"unknown model 'eas' \(did you mean 'ease'\?\)"):
+        get_model_class("eas")
+    with pytest.raises(ParameterError, match=r"regg: .* \(did you mean 'reg'\?\)"):
+        get_model_class("ease").validate_params({"regg": 1})

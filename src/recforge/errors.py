@@ -8,6 +8,9 @@ other exception is a bug in recforge: exit 1 with a line saying so, and the trac
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class InputError(ValueError):
     """Bad input from the user: a file, an argument, a parameter, a saved folder. The message
@@ -38,3 +41,9 @@ class UnknownNameError(InputError, KeyError):
     for code that looks things up."""
 
     __str__ = BaseException.__str__  # the message itself, not KeyError's quoted repr
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``valid`` to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

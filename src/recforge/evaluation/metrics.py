@@ -37,7 +37,6 @@ AUC) are NaN.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -45,7 +44,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recforge.errors import InputError, UnknownNameError
+from recforge.errors import InputError, UnknownNameError, did_you_mean
 
 # ---------------------------------------------------------------------- ranking accuracy
 
@@ -279,9 +278,7 @@ def parse_metric(name: str) -> MetricSpec:
     above `MAX_CUTOFF` or not a whole number is refused."""
     kind, at, cutoff = (part.strip() for part in str(name).lower().partition("@"))
     if kind not in METRICS:
-        close = difflib.get_close_matches(kind, list(METRICS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UnknownNameError(f"unknown metric {name!r}{hint}; valid: "
+        raise UnknownNameError(f"unknown metric {name!r}{did_you_mean(kind, METRICS)}; valid: "
                                f"{', '.join(valid_metric_names())}")
     display, need, _ = METRICS[kind]
     k = _cutoff(name, kind, cutoff) if at else None

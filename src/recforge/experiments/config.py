@@ -8,7 +8,6 @@ names the file, the key's dotted path and the problem; see `load_experiment`.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import types
 import typing
@@ -16,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from recforge.errors import ParameterError
+from recforge.errors import ParameterError, did_you_mean
 from recforge.evaluation.metrics import METRICS
 from recforge.experiments.tomlw import tomllib
 from recforge.params import (
@@ -220,9 +219,8 @@ class KeyProblem(Exception):
 
 def unknown_key(path: str, key: str, valid: list[str], what: str = "key") -> KeyProblem:
     """'unknown key' with a did-you-mean and the valid names."""
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return KeyProblem(path, f"unknown {what} {key!r}{hint} (valid: {', '.join(valid)})")
+    return KeyProblem(path, f"unknown {what} {key!r}{did_you_mean(key, valid)} "
+                            f"(valid: {', '.join(valid)})")
 
 
 def _join(prefix: str, key: str) -> str:

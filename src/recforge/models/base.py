@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.errors import CorruptFileError, InputError
+from recforge.errors import CorruptFileError, InputError, did_you_mean
 from recforge.io import (
     MissingFileError,
     atomic_dir,
@@ -126,7 +126,8 @@ class Recommender:
         for key in params:
             if key not in valid:
                 raise parameter_error(f"{where}{key}", f"{cls.__name__} has no parameter "
-                                                       f"{key!r}; valid: {', '.join(valid)}")
+                                                       f"{key!r}{did_you_mean(key, valid)}; "
+                                                       f"valid: {', '.join(valid)}")
         return check_all(cls.rules(), params, where)
 
     def _check_own_params(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from recforge.errors import UnknownNameError
+from recforge.errors import UnknownNameError, did_you_mean
 
 _REGISTRY: dict[str, type] = {}
 T = TypeVar("T", bound=type)
@@ -33,7 +33,7 @@ def get_model_class(name: str) -> type:
     _load_builtin()
     key = name.strip().lower().replace("_", "-")
     if key not in _REGISTRY:
-        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(model_names())}")
+        raise UnknownNameError(f"unknown model {name!r}{did_you_mean(key, _REGISTRY)}; available: {', '.join(model_names())}")
     return _REGISTRY[key]
 
 
