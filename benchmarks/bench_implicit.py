@@ -44,7 +44,7 @@ from recforge.data.splits import leave_last_out, random_split
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.models import BPR, ImplicitALS, Recommender
-from recforge.models.factors import FactorModel
+from recforge.models.factorization.factors import FactorModel
 from recforge.params import Anything, Rule
 
 RESULTS = Path(__file__).parent / "results"

@@ -47,7 +47,7 @@ from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import recall
 from recforge.models import MostPopular, RandomRecommender, Recommender
-from recforge.models.two_tower import TwoTower
+from recforge.models.retrieval.two_tower import TwoTower
 
 COLD_SHARE = 0.1
 COLD_K = 50

@@ -48,7 +48,7 @@ from recforge.data.datasets import load_dataset
 from recforge.data.interactions import IdMap, Interactions
 from recforge.models import create_model
 from recforge.models.base import Recommender
-from recforge.models.factors import FactorModel
+from recforge.models.factorization.factors import FactorModel
 from recforge.params import Anything, Rule
 from recforge.retrieval import ExactIndex, FaissIndex, Retriever, VectorIndex, make_index
 from recforge.retrieval.index import default_nlist, faiss_available

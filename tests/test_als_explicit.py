@@ -7,7 +7,7 @@ from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
-from recforge.models.als_explicit import ExplicitALS
+from recforge.models.factorization.als_explicit import ExplicitALS
 
 
 class TestExplicitALS(ModelContract):

@@ -8,7 +8,7 @@ from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
-from recforge.models.autorec import LBFGS, AutoRec, _Objective
+from recforge.models.neural.autorec import LBFGS, AutoRec, _Objective
 
 
 class TestAutoRec(ModelContract):

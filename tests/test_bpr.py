@@ -9,7 +9,7 @@ from test_ials import planted_clusters
 
 from recforge.evaluation import Evaluator
 from recforge.models import BPR, MostPopular
-from recforge.models.bpr import _epoch_sharded, _group_by_shard, _sgd_run
+from recforge.models.factorization.bpr import _epoch_sharded, _group_by_shard, _sgd_run
 
 
 class TestBPR(ModelContract):

@@ -8,8 +8,8 @@ from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.errors import ParameterError
-from recforge.models import ease as ease_module
-from recforge.models.ease import EASE
+from recforge.models.neighbours import ease as ease_module
+from recforge.models.neighbours.ease import EASE
 
 
 class TestEASE(ModelContract):

@@ -12,7 +12,7 @@ from model_contract import ModelContract, contract_data
 from recforge.data import Interactions
 from recforge.evaluation import Evaluator
 from recforge.models import ImplicitALS, MostPopular
-from recforge.models.ials import _solve_rows, confidence
+from recforge.models.factorization.ials import _solve_rows, confidence
 
 
 class TestImplicitALS(ModelContract):

@@ -12,8 +12,8 @@ from model_contract import ModelContract, contract_data
 from recforge.data import Interactions
 from recforge.errors import ParameterError
 from recforge.models import BaselineOnly, get_model_class
-from recforge.models.knn import ItemKNN, ItemKNNImplicit, UserKNN, UserKNNImplicit
-from recforge.models.similarity import corated_similarity, vector_similarity
+from recforge.models.neighbours.knn import ItemKNN, ItemKNNImplicit, UserKNN, UserKNNImplicit
+from recforge.models.neighbours.similarity import corated_similarity, vector_similarity
 
 
 class TestUserKNN(ModelContract):

@@ -11,8 +11,8 @@ from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.models import BaselineOnly
-from recforge.models._sgd_kernels import als_solve_rows, sgd_cell_mf
-from recforge.models.mf import BiasedMF, BiasedMFALS, als_half_step
+from recforge.models.factorization._sgd_kernels import als_solve_rows, sgd_cell_mf
+from recforge.models.factorization.mf import BiasedMF, BiasedMFALS, als_half_step
 
 
 class TestBiasedMF(ModelContract):
@@ -115,7 +115,7 @@ def test_default_strata_follow_the_data_size(monkeypatch: pytest.MonkeyPatch) ->
     serial = BiasedMF(factors=4, epochs=2, strata=1).fit(data)
     assert np.array_equal(BiasedMF(factors=4, epochs=2).fit(data).user_factors_,
                           serial.user_factors_)
-    monkeypatch.setattr("recforge.models.mf.PARALLEL_MIN_RATINGS", 10)
+    monkeypatch.setattr("recforge.models.factorization.mf.PARALLEL_MIN_RATINGS", 10)
     stratified = BiasedMF(factors=4, epochs=2, strata=8).fit(data)
     assert np.array_equal(BiasedMF(factors=4, epochs=2).fit(data).user_factors_,
                           stratified.user_factors_)

@@ -13,7 +13,7 @@ from test_ials import planted_clusters
 
 from recforge.evaluation import Evaluator
 from recforge.models import GMF, MLP, DotMF, MostPopular, NeuMF, Recommender, create_model
-from recforge.models.ncf import NCFModule
+from recforge.models.neural.ncf import NCFModule
 
 SMALL = {"epochs": 3, "train_batch_size": 256}
 
@@ -64,7 +64,7 @@ def test_score_all_equals_pairwise_forward(head: str) -> None:
 
 
 def test_mlp_scoring_chunks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    from recforge.models import ncf
+    from recforge.models.neural import ncf
 
     module = NCFModule(30, 9, "mlp", layers=(8, 4))
     users = torch.arange(30)

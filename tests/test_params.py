@@ -18,11 +18,11 @@ from recforge.experiments import tomlw
 from recforge.experiments.config import ExperimentConfigError, load_experiment
 from recforge.models import create_model, get_model_class, model_names
 from recforge.models.base import Recommender, TrainingDivergedError
-from recforge.models.blend import LinearBlend
-from recforge.models.bpr import BPR
-from recforge.models.ease import EASE
-from recforge.models.mf import BiasedMF
-from recforge.models.ncf import MLP, NeuMF
+from recforge.models.factorization.blend import LinearBlend
+from recforge.models.factorization.bpr import BPR
+from recforge.models.factorization.mf import BiasedMF
+from recforge.models.neighbours.ease import EASE
+from recforge.models.neural.ncf import MLP, NeuMF
 from recforge.nn.trainer import TrainingConfig
 from recforge.params import (
     Boolean,

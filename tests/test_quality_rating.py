@@ -19,7 +19,7 @@ import pytest
 from recforge.data import Interactions
 from recforge.data.movielens import load_ml100k_fold
 from recforge.models import Recommender, create_model, get_model_class
-from recforge.models.blend import LinearBlend
+from recforge.models.factorization.blend import LinearBlend
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

@@ -20,7 +20,7 @@ from recforge.data.movielens import read_ml100k
 from recforge.data.splits import Split, leave_last_out
 from recforge.evaluation import Evaluator
 from recforge.models import Recommender
-from recforge.models.two_tower import TwoTower
+from recforge.models.retrieval.two_tower import TwoTower
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recforge.models import similarity as sim
+from recforge.models.neighbours import similarity as sim
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from model_contract import ModelContract, contract_data
 
 from recforge.models import BaselineOnly
-from recforge.models.svd import TruncatedSVD
+from recforge.models.factorization.svd import TruncatedSVD
 
 
 class TestTruncatedSVD(ModelContract):

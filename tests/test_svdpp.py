@@ -8,8 +8,8 @@ from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
-from recforge.models._sgd_kernels import sgd_epoch_svdpp
-from recforge.models.svdpp import SVDpp
+from recforge.models.factorization._sgd_kernels import sgd_epoch_svdpp
+from recforge.models.factorization.svdpp import SVDpp
 
 
 class TestSVDpp(ModelContract):

@@ -16,7 +16,7 @@ from recforge.data.features import SideTable
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.models import MostPopular, Recommender, create_model
-from recforge.models.two_tower import TwoTower, histories, pad_histories
+from recforge.models.retrieval.two_tower import TwoTower, histories, pad_histories
 
 SMALL = {"epochs": 3, "train_batch_size": 128, "layers": (32, 16), "id_dim": 16, "cat_dim": 4,
          "history_length": 5, "text_method": "hashed"}

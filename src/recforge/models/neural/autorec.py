@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from recforge.data.interactions import Interactions
-from recforge.models._sgd_kernels import predict_pairs
+from recforge.models.factorization._sgd_kernels import predict_pairs
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 from recforge.params import INIT_SCALE, MAX_EPOCHS, PENALTY, SEED, WIDTH, Integer, Rule

@@ -27,7 +27,7 @@ import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
-from recforge.models.factors import FactorModel, init_factors, numba_threads
+from recforge.models.factorization.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 from recforge.params import (

@@ -11,7 +11,7 @@
 * `sgd_epoch_svdpp` -- one pass of SVD++ (Koren 2008) user by user (serial, deterministic).
 * `als_solve_rows` -- the ridge solves of one alternating-least-squares half step, one row at a
   time in parallel (each row is independent, so the result is deterministic), with the
-  Cholesky solver of `recforge.models.ials`.
+  Cholesky solver of `recforge.models.factorization.ials`.
 * `predict_pairs` -- ``mu + b_u + b_i + p_u . q_i`` for many pairs, in parallel.
 
 Randomness inside kernels comes from a splitmix64 stream seeded per call (and per cell), so
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from recforge.models.ials import _cholesky_solve
+from recforge.models.factorization.ials import _cholesky_solve
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)

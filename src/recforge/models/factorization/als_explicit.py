@@ -10,7 +10,7 @@ item factor with the item's mean rating).
 
 from __future__ import annotations
 
-from recforge.models.mf import AlternatingLeastSquares
+from recforge.models.factorization.mf import AlternatingLeastSquares
 from recforge.models.registry import register
 
 

@@ -4,7 +4,7 @@ filtering model", KDD 2008): biased MF whose user vector adds an implicit-feedba
     r_ui ~ mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j),
 
 with N(u) the items the user rated in the training data. Trained by SGD with a per-user
-batched update of the ``y_j`` (see `recforge.models._sgd_kernels.sgd_epoch_svdpp`).
+batched update of the ``y_j`` (see `recforge.models.factorization._sgd_kernels.sgd_epoch_svdpp`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.models._sgd_kernels import sgd_epoch_svdpp
-from recforge.models.mf import FactorRatingModel, init_rows, kernel_seed
+from recforge.models.factorization._sgd_kernels import sgd_epoch_svdpp
+from recforge.models.factorization.mf import FactorRatingModel, init_rows, kernel_seed
 from recforge.models.registry import register
 from recforge.params import DECAY, INIT_SCALE, LEARNING_RATE, PENALTY, SEED, WIDTH, Rule
 

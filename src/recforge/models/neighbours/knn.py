@@ -32,9 +32,8 @@ import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
-from recforge.models.baselines import BaselineOnly
-from recforge.models.registry import register
-from recforge.models.similarity import (
+from recforge.models.baselines.simple import BaselineOnly
+from recforge.models.neighbours.similarity import (
     ItemSimilarityMixin,
     VectorMeasure,
     Weighting,
@@ -42,6 +41,7 @@ from recforge.models.similarity import (
     corated_similarity,
     vector_similarity,
 )
+from recforge.models.registry import register
 from recforge.params import MAX_COUNT, UNIT, Choice, Integer, Optional, Real, Rule, parameter_error
 
 RatingSimilarity = Literal["cosine", "pearson", "adjusted-cosine", "msd", "pearson-baseline"]

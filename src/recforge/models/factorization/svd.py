@@ -5,7 +5,7 @@ dimensionality reduction in recommender systems -- a case study", WebKDD 2000): 
 baseline from every observed rating, treat unobserved entries as zero residual, and keep the
 rank-``factors`` truncated SVD ``U S V^T`` of that sparse matrix. Predictions are the baseline
 plus ``(U S^1/2)_u . (V S^1/2)_i``. The baseline is ``mu + b_u + b_i`` with regularised
-biases (`recforge.models.baselines.BaselineOnly`), which centres better than user or item
+biases (`recforge.models.baselines.simple.BaselineOnly`), which centres better than user or item
 means alone.
 """
 
@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from recforge.data.interactions import Interactions
-from recforge.models.baselines import BaselineOnly
-from recforge.models.mf import FactorScorer
+from recforge.models.baselines.simple import BaselineOnly
+from recforge.models.factorization.mf import FactorScorer
 from recforge.models.registry import register
 from recforge.params import PENALTY, SEED, WIDTH, Rule
 

@@ -39,8 +39,8 @@ import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender
+from recforge.models.neighbours.similarity import ItemSimilarityMixin, gram_matrix
 from recforge.models.registry import register
-from recforge.models.similarity import ItemSimilarityMixin, gram_matrix
 from recforge.params import DROPOUT, POSITIVE_PENALTY, Choice, Real, Rule
 
 #: rows of the inverse symmetrised at once (bounds the temporary copy)

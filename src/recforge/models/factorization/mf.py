@@ -16,14 +16,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.models._sgd_kernels import (
+from recforge.models.base import Recommender
+from recforge.models.factorization._sgd_kernels import (
     als_solve_rows,
     predict_pairs,
     sgd_cell_mf,
     sgd_epoch_mf,
 )
-from recforge.models.base import Recommender
-from recforge.models.factors import init_factors
+from recforge.models.factorization.factors import init_factors
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 from recforge.params import (

@@ -1,0 +1,2 @@
+"""Retrieval models: the two-tower encoder with side features (imports torch).
+"""
