@@ -44,7 +44,7 @@ from recforge.data.splits import leave_last_out
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.models import GMF, MLP, DotMF, NeuMF, create_model
-from recforge.nn import TorchRecommender
+from recforge.models.neural.torch_base import TorchRecommender
 
 RESULTS = Path(__file__).parent / "results"
 PROTOCOLS = ("sampled-99", "full")

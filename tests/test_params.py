@@ -13,11 +13,11 @@ import pytest
 from model_contract import contract_data
 
 from recforge.cli import main
-from recforge.errors import InputError, ParameterError, UnknownNameError
+from recforge.errors import InputError, ParameterError, TrainingDivergedError, UnknownNameError
 from recforge.experiments import tomlw
 from recforge.experiments.config import ExperimentConfigError, load_experiment
 from recforge.models import create_model, get_model_class, model_names
-from recforge.models.base import Recommender, TrainingDivergedError
+from recforge.models.base import Recommender
 from recforge.models.factorization.blend import LinearBlend
 from recforge.models.factorization.bpr import BPR
 from recforge.models.factorization.mf import BiasedMF

@@ -36,6 +36,11 @@ class ConcurrentWriteError(InputError):
     """Another process is writing the same output (its advisory lock is held)."""
 
 
+class TrainingDivergedError(InputError, FloatingPointError):
+    """Training produced NaN or infinite values (a degenerate fit: usually too large a
+    learning rate or too little regularisation for the data)."""
+
+
 class UnknownNameError(InputError, KeyError):
     """A name or id that is not there: a model, a column, a user, an item. Also a ``KeyError``
     for code that looks things up."""

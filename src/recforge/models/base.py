@@ -29,7 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.errors import CorruptFileError, InputError, did_you_mean
+from recforge.data.query import QueryBatch, exclusion_matrix, mask_excluded
+from recforge.errors import CorruptFileError, InputError, TrainingDivergedError, did_you_mean
 from recforge.io import (
     MissingFileError,
     atomic_dir,
@@ -45,13 +46,16 @@ FORMAT_VERSION = 2  # 2: the folder has a marker and the model a data fingerprin
 _SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
 
 
+#: what a model may consume: user x item ``interactions``, explicit ``ratings``, event
+#: ``timestamps``, ``user_features`` / ``item_features`` side tables, per-event ``context``
+#: of its queries (the request time, a device), and the order of each query's history
+#: (``sequences``)
+CAPABILITIES = frozenset({"interactions", "ratings", "timestamps", "user_features",
+                          "item_features", "context", "sequences"})
+
+
 class NotFittedError(RuntimeError):
     """A model was used before `fit`."""
-
-
-class TrainingDivergedError(InputError, FloatingPointError):
-    """Training produced NaN or infinite values (a degenerate fit: usually too large a
-    learning rate or too little regularisation for the data)."""
 
 
 def _validating(init: Callable[..., None]) -> Callable[..., None]:
@@ -82,6 +86,9 @@ class Recommender:
     requires_ratings: ClassVar[bool] = False
     #: True when `predict` estimates ratings (rather than ranking scores)
     predicts_ratings: ClassVar[bool] = False
+    #: what the model needs from the training data and from its queries (`CAPABILITIES`);
+    #: a model with ``requires_ratings`` consumes ``ratings`` too
+    consumes: ClassVar[frozenset[str]] = frozenset({"interactions"})
     #: rows of the score matrix computed at once by `recommend`/`score`
     batch_size: int = 2048
 
@@ -93,6 +100,11 @@ class Recommender:
     # ------------------------------------------------------------------ parameters
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        unknown = cls.consumes - CAPABILITIES
+        if unknown:
+            raise TypeError(f"{cls.__name__} consumes unknown capabilities {sorted(unknown)}")
+        if cls.requires_ratings:
+            cls.consumes = cls.consumes | {"ratings"}
         cls._all_rules = {name: rule for klass in reversed(cls.__mro__)
                           for name, rule in vars(klass).get("param_rules", {}).items()}
         if "__init__" in vars(cls):
@@ -215,77 +227,94 @@ class Recommender:
         return self.global_mean_
 
     # ------------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise `NotFittedError` unless `fit` (or `load`) has run."""
         if not hasattr(self, "n_items_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
 
     def is_known_user(self, users: Any) -> np.ndarray:
         """True for users inside the training id space that had training interactions."""
-        self._check_fitted()
+        self.check_fitted()
         users = np.asarray(users, dtype=np.int64)
         inside = (users >= 0) & (users < self.n_users_)
         known = np.zeros(len(users), dtype=bool)
         known[inside] = self.user_activity_[users[inside]] > 0
         return known
 
-    def score(self, users: Any, items: Any | None = None) -> np.ndarray:
-        """Scores for ``users``: every item (``(n, n_items_)``) or the given per-user ``items``
-        (a ``(n, m)`` index array). Cold users get popularity scores."""
-        self._check_fitted()
-        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
-        known = self.is_known_user(users)
-        n_cols = self.n_items_ if items is None else np.asarray(items).shape[1]
-        out = np.empty((len(users), n_cols), dtype=np.float32)
-        for lo in range(0, len(users), self.batch_size):
+    def training_history(self, users: Any) -> QueryBatch:
+        """Queries of ``users`` (internal indices) whose history is their training items (in
+        index order); unknown users (``-1``, outside the id space) get an empty history."""
+        self.check_fitted()
+        return QueryBatch.from_users(users, self.seen_)
+
+    def _queries(self, queries: Any) -> QueryBatch:
+        """``queries`` as a `QueryBatch`: user indices get their training history."""
+        return queries if isinstance(queries, QueryBatch) else self.training_history(queries)
+
+    def score(self, queries: Any, candidates: Any | None = None) -> np.ndarray:
+        """Scores for ``queries`` (a `QueryBatch`, or user indices: their training history):
+        every item, ``(n, n_items_)``, or the given ``candidates`` per query, ``(n, m)``.
+
+        ``candidates`` is an ``(n, m)`` item index array padded with ``-1``, or ragged (one
+        index sequence per query, padded here). Padding and items outside the catalogue score
+        ``-inf``; so do NaN scores. Users the model cannot score (unknown, no training
+        interactions) get popularity scores unless the model reads their history."""
+        self.check_fitted()
+        queries = self._queries(queries)
+        cands = None if candidates is None else pad_candidates(candidates, len(queries))
+        n_cols = self.n_items_ if cands is None else cands.shape[1]
+        out = np.empty((len(queries), n_cols), dtype=np.float32)
+        for lo in range(0, len(queries), self.batch_size):
             sl = slice(lo, lo + self.batch_size)
-            out[sl] = self._score_block(users[sl], known[sl],
-                                        None if items is None else np.asarray(items)[sl])
+            block = self._score_batch(queries.take(sl) if len(queries) > self.batch_size
+                                      else queries)
+            np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
+            out[sl] = block if cands is None else _gather_scores(block, cands[sl])
         return out
 
-    def _score_block(self, users: np.ndarray, known: np.ndarray,
-                     items: np.ndarray | None) -> np.ndarray:
-        block = np.empty((len(users), self.n_items_), dtype=np.float32)
+    def _score_batch(self, queries: QueryBatch) -> np.ndarray:
+        """Scores of every item for a batch of queries, ``(len(queries), n_items_)``: `_score`
+        for known users, popularity for the rest. Models that read the queries' history or
+        context override this."""
+        known = self.is_known_user(queries.users)
+        block = np.empty((len(queries), self.n_items_), dtype=np.float32)
         block[~known] = self.popularity_
         if known.any():
-            block[known] = self._score(users[known])
-        np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
-        if items is None:
-            return block
-        return np.take_along_axis(block, np.asarray(items, dtype=np.int64), axis=1)
+            block[known] = self._score(queries.users[known])
+        return block
 
     def recommend(self, users: Any, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items and scores per user, as two ``(n, k)`` arrays.
+        """Top-``k`` items and scores per query (user indices or a `QueryBatch`), as two
+        ``(n, k)`` arrays, from `score`.
 
-        Items the user interacted with in training are left out when ``exclude_seen``;
-        ``candidates`` (a boolean mask over items) restricts the catalogue. Rows with fewer
-        than ``k`` eligible items are padded with item ``-1`` and score ``-inf``; ``k`` is a
-        cut-off in ``[1, 100000]`` (`recforge.params.CUTOFF`).
+        The query's history (for user indices: their training items) is left out when
+        ``exclude_seen``; ``candidates`` (a boolean mask over items) restricts the catalogue.
+        Rows with fewer than ``k`` eligible items are padded with item ``-1`` and score
+        ``-inf``; ``k`` is a cut-off in ``[1, 100000]`` (`recforge.params.CUTOFF`). Ties: the
+        lower item index first.
         """
-        self._check_fitted()
+        self.check_fitted()
         k = CUTOFF.check("k", k)
-        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
-        known = self.is_known_user(users)
-        k_eff = min(k, self.n_items_)
-        out_items = np.full((len(users), k), -1, dtype=np.int64)
-        out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
-        for lo in range(0, len(users), self.batch_size):
+        queries = self._queries(users)
+        out_items = np.full((len(queries), k), -1, dtype=np.int64)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for lo in range(0, len(queries), self.batch_size):
             sl = slice(lo, lo + self.batch_size)
-            block = self._score_block(users[sl], known[sl], None)
-            if exclude_seen:
-                mask_seen(block, self.seen_, users[sl])
+            batch = queries.take(sl) if len(queries) > self.batch_size else queries
+            block = self.score(batch)
+            mask_excluded(block, exclusion_matrix(batch, "seen" if exclude_seen else None,
+                                                  self.n_items_))
             if candidates is not None:
                 block[:, ~np.asarray(candidates, dtype=bool)] = -np.inf
-            idx, val = top_k(block, k_eff)
-            out_items[sl, :k_eff] = np.where(np.isfinite(val), idx, -1)
-            out_scores[sl, :k_eff] = val
+            out_items[sl], out_scores[sl] = top_items(block, k)
         return out_items, out_scores
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
         """Scores of (user, item) pairs; cold pairs get `fallback_prediction`.
 
         Rating models (``predicts_ratings``) clip to the training rating range."""
-        self._check_fitted()
+        self.check_fitted()
         users = np.asarray(users, dtype=np.int64).ravel()
         items = np.asarray(items, dtype=np.int64).ravel()
         if len(users) != len(items):
@@ -316,7 +345,7 @@ class Recommender:
 
     def _user_index(self, users: Any) -> np.ndarray:
         """``users`` as an index array inside ``[0, n_users_)``; ``IndexError`` otherwise."""
-        self._check_fitted()
+        self.check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
         if users.size and (users.min() < 0 or users.max() >= self.n_users_):
             raise IndexError("user index out of range")
@@ -324,7 +353,7 @@ class Recommender:
 
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most cosine-similar to each of ``items`` (itself excluded)."""
-        self._check_fitted()
+        self.check_fitted()
         k = CUTOFF.check("k", k)
         vectors = self.item_vectors()
         if vectors is None:
@@ -351,7 +380,7 @@ class Recommender:
         training ids) and ``arrays.npz``, as one unit (`model_output`): atomic, locked against
         a concurrent writer, and only over an absent or empty folder or an earlier recforge
         model folder (else `recforge.errors.OutputExistsError`)."""
-        self._check_fitted()
+        self.check_fitted()
         meta, arrays = self._serialised()
         with model_output(path) as tmp:
             _write_model_files(tmp, meta, arrays)
@@ -360,7 +389,7 @@ class Recommender:
     def write_files(self, folder: str | Path) -> None:
         """Write ``model.json`` and ``arrays.npz`` into ``folder``: the temporary folder of a
         `model_output` that writes the model together with other files (a catalogue)."""
-        self._check_fitted()
+        self.check_fitted()
         _write_model_files(Path(folder), *self._serialised())
 
     def _serialised(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -579,12 +608,36 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def mask_seen(block: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> None:
-    """Set ``block[r, i] = -inf`` for every item ``i`` that user ``users[r]`` has in ``seen``."""
-    inside = (users >= 0) & (users < seen.shape[0])
-    rows = np.flatnonzero(inside)
-    if not len(rows):
-        return
-    sub = seen[users[rows]]
-    counts = np.diff(sub.indptr)
-    block[np.repeat(rows, counts), sub.indices] = -np.inf
+def top_items(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best-scored items per row and their scores, best first (ties: the lower item
+    index first); rows with fewer than ``k`` finite scores are padded with ``-1`` / ``-inf``."""
+    out_items = np.full((len(scores), k), -1, dtype=np.int64)
+    out_scores = np.full((len(scores), k), -np.inf, dtype=np.float32)
+    k_eff = min(k, scores.shape[1])
+    idx, val = top_k(scores, k_eff)
+    out_items[:, :k_eff] = np.where(np.isfinite(val), idx, -1)
+    out_scores[:, :k_eff] = val
+    return out_items, out_scores
+
+
+def pad_candidates(candidates: Any, n: int) -> np.ndarray:
+    """Candidate items as an ``(n, m)`` int64 array: a 2-D array as is, ragged sequences
+    padded with ``-1``; a row count other than ``n`` raises `recforge.errors.InputError`."""
+    if isinstance(candidates, np.ndarray) and candidates.ndim == 2:
+        padded = candidates.astype(np.int64, copy=False)
+    else:
+        rows = [np.asarray(row, dtype=np.int64).ravel() for row in candidates]
+        width = max((len(row) for row in rows), default=0)
+        padded = np.full((len(rows), width), -1, dtype=np.int64)
+        for r, row in enumerate(rows):
+            padded[r, :len(row)] = row
+    if len(padded) != n:
+        raise InputError(f"{len(padded)} candidate lists for {n} queries")
+    return padded
+
+
+def _gather_scores(block: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``block[q, candidates[q, j]]``, ``-inf`` where the candidate is outside the catalogue."""
+    inside = (candidates >= 0) & (candidates < block.shape[1])
+    picked = np.take_along_axis(block, np.where(inside, candidates, 0), axis=1)
+    return np.where(inside, picked, np.float32(-np.inf))

@@ -1,8 +1,7 @@
-"""The neural training core: PyTorch models behind the recforge model API.
-
-`TorchRecommender` is the base of every neural model (NCF, and later two-tower, DeepFM,
-SASRec, LightGCN); `TrainingConfig` lists the training parameters they all share; `Trainer`
-runs the mini-batch epochs. See `recforge.nn.trainer`.
+"""The neural training engine (model-free): `TrainingConfig` lists the training parameters
+every neural model shares; `Trainer` runs the mini-batch epochs of a module. The models
+(`TorchRecommender` and its subclasses) are in `recforge.models.neural`; this package imports
+nothing from `recforge.models`. See `recforge.nn.trainer`.
 """
 
 from recforge.nn.device import resolve_device, resolve_precision
@@ -10,12 +9,11 @@ from recforge.nn.schedules import lr_factor
 from recforge.nn.trainer import (
     TRAINING_PARAMS,
     ScoringModule,
-    TorchRecommender,
     Trainer,
     TrainingConfig,
 )
 
 __all__ = [
-    "TRAINING_PARAMS", "ScoringModule", "TorchRecommender", "Trainer", "TrainingConfig",
+    "TRAINING_PARAMS", "ScoringModule", "Trainer", "TrainingConfig",
     "lr_factor", "resolve_device", "resolve_precision",
 ]

@@ -17,7 +17,7 @@ Revisited", RecSys 2020, found a plain dot product beats the learned similarity 
 
 * DotMF: ``y_ui = sigma(p_u . q_i + b_u + b_i)``, same loss, sampler and trainer.
 
-All four share one module (`NCFModule`) and train through `recforge.nn.TorchRecommender`:
+All four share one module (`NCFModule`) and train through `TorchRecommender` (`torch_base`):
 pointwise log loss with ``negatives`` uniformly sampled items per positive (the paper's
 setting, 4 by default) or the pairwise BPR loss (``loss="bpr"``). Scoring every item uses the
 algebra of the layers instead of pairs: the GMF part is one matrix product, and the MLP's
@@ -57,8 +57,9 @@ import torch
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
-from recforge.nn.trainer import ScoringModule, TorchRecommender
+from recforge.nn.trainer import ScoringModule
 from recforge.params import (
     BOOLEAN,
     INIT_SCALE,

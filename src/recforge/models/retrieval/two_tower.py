@@ -67,9 +67,10 @@ from recforge.data.features import SideTable
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
 from recforge.data.text import METHODS, embed_texts, resolve_method
+from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
 from recforge.nn.batching import Batch
-from recforge.nn.trainer import ScoringModule, TorchRecommender
+from recforge.nn.trainer import ScoringModule
 from recforge.params import (
     BOOLEAN,
     DROPOUT,
@@ -465,7 +466,7 @@ class TwoTower(TorchRecommender):
     # ------------------------------------------------------------------ embeddings
     def _vectors(self, fn: Any, *arrays: np.ndarray) -> np.ndarray:
         """``fn`` of the arrays as tensors on the module's device, evaluated, as numpy."""
-        self._check_fitted()
+        self.check_fitted()
         self.module_.eval()
         device = self.torch_device
         with torch.no_grad():
@@ -488,7 +489,7 @@ class TwoTower(TorchRecommender):
 
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, layers[-1] + 1)``: the item tower's vectors, then popularity / max."""
-        self._check_fitted()
+        self.check_fitted()
         return self._with_fallback_column(self.item_vectors(),
                                            self.popularity_ / self.popularity_.max())
 
