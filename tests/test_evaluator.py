@@ -130,6 +130,22 @@ def test_batch_size_does_not_change_results(split: tuple) -> None:
         assert np.array_equal(one.per_user[name], auto.per_user[name]), name
 
 
+class CountingScores(FixedScores):
+    """`FixedScores` that counts the user rows it scores (cold users are not scored here)."""
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        self.rows_scored += len(users)
+        return super()._score(users)
+
+
+def test_full_ranking_scores_each_user_once_even_for_auc_and_mrr(split: tuple) -> None:
+    train, test = split
+    model = CountingScores(tied_scores(train)).fit(train)
+    model.rows_scored = 0
+    result = Evaluator(train, test, ["hr@3", "mrr", "auc"], batch_size=7).evaluate(model)
+    assert model.rows_scored == model.is_known_user(result.users).sum() > 0
+
+
 def test_oracle_scores_one(split: tuple) -> None:
     train, test = split
     oracle = FixedScores(test.binary_csr.toarray() + 0.0).fit(train)

@@ -5,12 +5,15 @@ hits against the relevant items. A *case* is a user in full ranking and a test i
 sampled ranking; the evaluator averages a user's cases.
 
 ``full`` (`FullRanking`)
-    Every user is ranked against every item they did not interact with in training:
-    ``model.recommend(users, k=max K, exclude_seen=True)`` in batches. The relevant items are
-    the user's test items. Ties follow `Recommender.recommend` (the lower item index wins);
-    metrics that need the complete ranking (MRR without a cutoff, AUC) count, for each test
-    item, the candidates scored above it, with the same tie rule for MRR and ties counted 1/2
-    for AUC. The negatives of AUC are the candidates that are not test items of the user.
+    Every user is ranked against every item they did not interact with in training. Each
+    batch of users is scored once (``model.score`` of their training histories, training items
+    masked to -inf) and its top-``max K`` lists are taken from those scores as
+    `Recommender.recommend` takes them (`recforge.models.base.top_items`: the lower item index
+    wins ties). The relevant items are the user's test items. Metrics that need the complete
+    ranking (MRR without a cutoff, AUC) read the same scores -- no second scoring pass -- and
+    count, for each test item, the candidates scored above it, with the same tie rule for MRR
+    and ties counted 1/2 for AUC. The negatives of AUC are the candidates that are not test
+    items of the user.
 
 ``sampled-N`` (`SampledRanking`)
     Each test interaction is ranked against ``N`` distinct negatives drawn uniformly among the
@@ -41,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.data.query import exclusion_matrix, mask_excluded
 from recforge.errors import InputError
 from recforge.evaluation.metrics import (
     auc_from_counts,
@@ -48,7 +52,7 @@ from recforge.evaluation.metrics import (
     hits_from_rank,
     ideal_binary_gains,
 )
-from recforge.models.base import Recommender, mask_seen
+from recforge.models.base import Recommender, top_items
 from recforge.params import MAX_COUNT, Integer
 
 TieRule = Literal["pessimistic", "optimistic"]
@@ -122,10 +126,13 @@ class FullRanking(Protocol):
         relevance = _relevance_csr(test)
         for lo in range(0, len(users), batch_size):
             batch = users[lo:lo + batch_size]
-            items, _ = model.recommend(batch, k=k, exclude_seen=True)
+            queries = model.training_history(batch)
+            scores = model.score(queries)
+            mask_excluded(scores, exclusion_matrix(queries, "seen", model.n_items_))
+            items, _ = top_items(scores, k)
             rel = relevance[batch]
             hits, gains = lookup_hits(rel, items)
-            rank, auc = _complete_ranks(model, batch, rel) if complete else (None, None)
+            rank, auc = _complete_ranks(scores, rel) if complete else (None, None)
             yield RankedCases(np.arange(lo, lo + len(batch)), hits, gains, _ideal_gains(rel, k),
                               np.diff(rel.indptr), items, rank, auc)
 
@@ -239,11 +246,11 @@ def _ideal_gains(rel: sp.csr_matrix, k: int) -> np.ndarray:
     return ideal
 
 
-def _complete_ranks(model: Recommender, users: np.ndarray,
+def _complete_ranks(scores: np.ndarray,
                     rel: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Rank of each user's first relevant item among all candidates, and the user's AUC."""
-    scores = model.score(users)
-    mask_seen(scores, model.seen_, users)
+    """Rank of each user's first relevant item among all candidates, and the user's AUC.
+
+    ``scores`` (masked seen items at -inf) is overwritten: the relevant items become NaN."""
     rows = _row_ids(rel)
     rel_scores = scores[rows, rel.indices]
     scores[rows, rel.indices] = np.nan  # relevant items are not negatives
@@ -251,7 +258,7 @@ def _complete_ranks(model: Recommender, users: np.ndarray,
     _count_negatives(scores, rows, rel.indices.astype(np.int64), rel_scores, counts)
     n_greater, n_equal, n_equal_before, n_negatives = counts
     rank = np.minimum.reduceat(1 + n_greater + n_equal_before, rel.indptr[:-1])
-    auc = group_mean(auc_from_counts(n_greater, n_equal, n_negatives), rows, len(users))
+    auc = group_mean(auc_from_counts(n_greater, n_equal, n_negatives), rows, rel.shape[0])
     return rank, auc
 
 
