@@ -105,7 +105,7 @@ def test_tune_writes_a_runnable_best_file_and_trials_deterministically(tmp_path:
 
 def test_builtin_spaces_name_real_parameters() -> None:
     for name, space in BUILTIN_SPACES.items():
-        assert set(space) <= set(get_model_class(name)._param_names()), name
+        assert set(space) <= set(get_model_class(name).param_names()), name
 
 
 def test_builtin_spaces_respect_the_parameter_rules() -> None:

@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recforge.models.registry import create_model, get_model_class
 
     params = parse_params(args.param)
-    if "seed" in get_model_class(args.model)._param_names():
+    if "seed" in get_model_class(args.model).param_names():
         params.setdefault("seed", args.seed)
     model = create_model(args.model, **params)
     with model_output(args.out) as folder:  # checks and locks --out before the work

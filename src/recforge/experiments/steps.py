@@ -112,7 +112,7 @@ def build_model(name: str, params: dict[str, Any] | None = None, seed: int = 0) 
     from recforge.models.registry import create_model, get_model_class
 
     params = dict(params or {})
-    if "seed" in get_model_class(name)._param_names():
+    if "seed" in get_model_class(name).param_names():
         params.setdefault("seed", seed)
     return create_model(name, **params)
 

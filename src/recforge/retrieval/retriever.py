@@ -86,7 +86,7 @@ class Retriever:
                  user_map: IdMap | None = None, item_map: IdMap | None = None,
                  titles: Sequence[str | None] | None = None, encoder: Encoder | None = None,
                  index_kind: str = "auto", **index_settings: Any):
-        model._check_fitted()
+        model.check_fitted()
         self.model = model
         self.user_map, self.item_map = user_map, item_map
         self.titles = None if titles is None else list(titles)

@@ -334,5 +334,5 @@ class ItemSimilarityMixin:
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items with the highest learned similarity to each of ``items`` (itself
         excluded; padded with ``-1``/``-inf`` where an item has fewer neighbours)."""
-        self._check_fitted()  # type: ignore[attr-defined]
+        self.check_fitted()  # type: ignore[attr-defined]
         return most_similar(self._item_similarity(), items, CUTOFF.check("k", k))
