@@ -15,11 +15,13 @@ from recforge.data.splits import (
     last_n_split,
     leave_last_out,
     make_split,
+    order_by_time,
     random_split,
     temporal_split,
     user_holdout_split,
     validation_split,
 )
+from recforge.errors import ParameterError
 
 
 @st.composite
@@ -82,10 +84,13 @@ def test_per_user_ratio_bounds(data: Interactions, fraction: float) -> None:
     assert np.array_equal(split.test.user_counts, expected)
 
 
-def reference_last(data: Interactions, n: int) -> set[tuple[int, int, int]]:
-    """Per user with more than n rows, the n rows last by (timestamp, item)."""
+def reference_last(data: Interactions, n: int,
+                   ties: str = "item-id") -> set[tuple[int, int, int]]:
+    """Per user with more than n rows, the n rows last by (timestamp, item) with
+    ``ties="item-id"``, or by timestamp then row order (a stable sort) with ``"file-order"``."""
     frame = pd.DataFrame({"u": data.users, "i": data.items, "t": data.timestamps})
-    frame = frame.sort_values(["u", "t", "i"])
+    frame = frame.sort_values(["u", "t", "i"] if ties == "item-id" else ["u", "t"],
+                              kind="stable")
     frame = frame[frame.groupby("u")["i"].transform("size") > n]
     last = frame.groupby("u").tail(n)
     return set(zip(last["u"].tolist(), last["i"].tolist(), last["t"].tolist(), strict=True))
@@ -93,11 +98,39 @@ def reference_last(data: Interactions, n: int) -> set[tuple[int, int, int]]:
 
 @settings(max_examples=60, deadline=None)
 @given(interactions(), st.integers(1, 3))
-def test_leave_last_out_holds_the_latest_with_larger_item_on_ties(data: Interactions,
-                                                                  n: int) -> None:
-    split = leave_last_out(data, n)
-    assert rows(split.test) == reference_last(data, n)
+def test_leave_last_out_holds_the_latest_by_each_tie_rule(data: Interactions, n: int) -> None:
+    for ties in ("item-id", "file-order"):
+        split = leave_last_out(data, n, ties=ties)
+        assert rows(split.test) == reference_last(data, n, ties), ties
+    assert leave_last_out(data, n).test.items.tolist() == split.test.items.tolist()  # default
     assert last_n_split(data, n).test.items.tolist() == split.test.items.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(interactions(), st.integers(1, 3), st.integers(0, 5))
+def test_random_ties_keep_the_time_order_and_follow_the_seed(data: Interactions, n: int,
+                                                             seed: int) -> None:
+    order = order_by_time(data, "random", seed)
+    assert sorted(order.tolist()) == list(range(len(data)))
+    assert (np.diff(data.timestamps[order]) >= 0).all()
+    assert np.array_equal(order, order_by_time(data, "random", seed))
+    split = leave_last_out(data, n, ties="random", seed=seed)
+    by_time = {(u, t) for u, _, t in reference_last(data, n)}  # same users and timestamps
+    assert {(u, t) for u, _, t in rows(split.test)} == by_time
+
+
+def test_random_ties_differ_between_seeds_on_a_tied_block() -> None:
+    data = Interactions.from_pandas(pd.DataFrame({"user": [1] * 20, "item": range(20),
+                                                  "timestamp": [7] * 20}))
+    held = {int(leave_last_out(data, ties="random", seed=s).test.items[0]) for s in range(10)}
+    assert len(held) > 1
+    assert int(leave_last_out(data, ties="item-id").test.items[0]) == 19
+    assert int(leave_last_out(data, ties="file-order").test.items[0]) == 19
+
+
+def test_unknown_tie_rule_is_a_parameter_error() -> None:
+    with pytest.raises(ParameterError, match="ties.*'file-order', 'item-id', 'random'"):
+        leave_last_out(toy(), ties="latest")
 
 
 @settings(max_examples=60, deadline=None)
@@ -150,10 +183,15 @@ def toy() -> Interactions:
 def test_leave_last_out_tie_rule_and_single_users() -> None:
     frame = toy().to_pandas()
     frame = pd.concat([frame, pd.DataFrame({"user": [4], "item": [10], "timestamp": [7]})])
-    split = leave_last_out(Interactions.from_pandas(frame))
+    split = leave_last_out(Interactions.from_pandas(frame), ties="item-id")
     held = split.test.to_pandas()[["user", "item"]].values.tolist()
     assert held == [[1, 30], [2, 40], [3, 50]]  # ties (t=5, t=8) go to the larger item id
     assert 4 in split.train.to_pandas()["user"].tolist()  # a single interaction stays in train
+    backwards = Interactions.from_pandas(frame.iloc[::-1])  # the tied rows read in reverse
+    for ties, expected in (("item-id", [[1, 30], [2, 40], [3, 50]]),
+                           ("file-order", [[1, 20], [2, 40], [3, 40]])):
+        test = leave_last_out(backwards, ties=ties).test.to_pandas()
+        assert sorted(test[["user", "item"]].values.tolist()) == expected, ties
 
 
 def test_cold_start_properties_and_summary() -> None:
@@ -232,6 +270,7 @@ def test_ml100k_leave_last_out(ml100k_dir) -> None:
     frame = pd.read_csv(ml100k_dir / "u.data", sep="\t",
                         names=["user", "item", "rating", "timestamp"])
     data = Interactions.from_pandas(frame)
-    split = leave_last_out(data)
-    assert len(split.test) == 943 and len(split.train) == 99_057
-    assert rows(split.test) == reference_last(data, 1)
+    for ties in ("item-id", "file-order"):
+        split = leave_last_out(data, ties=ties)
+        assert len(split.test) == 943 and len(split.train) == 99_057
+        assert rows(split.test) == reference_last(data, 1, ties), ties

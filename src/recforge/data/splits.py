@@ -5,7 +5,8 @@ and share the full id maps (`Interactions.subset`), so indices mean the same in 
 
 * `random_split`: a global random share, or per user (``per_user=True``).
 * `temporal_split`: a global time cutoff; ``timestamp >= cutoff`` is test.
-* `leave_last_out` (alias `last_n_split`): each user's latest ``n`` interactions are test.
+* `leave_last_out` (alias `last_n_split`): each user's latest ``n`` interactions are test, in
+  the time order of `order_by_time`, whose ``ties`` rule orders equal timestamps.
 * `user_holdout_split`: a random share of users is held out, optionally with some history.
 * `make_split`: the dispatcher used by the CLI (``random``, ``temporal``, ``leave-last-out``,
   ``user-holdout``); `validation_split` / `Split.train_valid` carve a validation set from
@@ -25,6 +26,15 @@ import numpy as np
 import pandas as pd
 
 from recforge.data.interactions import Interactions
+from recforge.params import Choice
+
+#: how events with equal timestamps are ordered (`order_by_time`): ``"file-order"`` keeps the
+#: order of the rows as read (a stable sort; RecBole's rule), ``"item-id"`` puts the larger
+#: item index later, ``"random"`` orders them at random (seeded)
+TIE_RULES = ("file-order", "item-id", "random")
+#: the default tie rule: the convention of RecBole's leave-one-out (see `leave_last_out`)
+DEFAULT_TIES = "file-order"
+TIES = Choice(*TIE_RULES)
 
 
 @dataclass(frozen=True)
@@ -129,21 +139,40 @@ def temporal_split(data: Interactions, test_fraction: float | None = None,
     return _split(data, test, "temporal", {"test_fraction": test_fraction, "cutoff": cutoff})
 
 
-def leave_last_out(data: Interactions, n: int = 1) -> Split:
-    """Each user's latest ``n`` interactions (by timestamp) are test.
+def order_by_time(data: Interactions, ties: str = DEFAULT_TIES, seed: int = 0) -> np.ndarray:
+    """The row indices of ``data`` in time order (earliest first), equal timestamps ordered by
+    the tie rule ``ties`` (see `TIE_RULES`; ``seed`` seeds ``"random"``). Needs timestamps.
 
-    Ties at equal timestamps go to the larger item index (item indices follow sorted external
-    ids), so on ML-100K the held-out item of a user who rated several items in their last
-    second is the one with the largest movie id. Users with ``n`` or fewer interactions stay
-    entirely in train. Needs timestamps.
+    The one place the time order of events is decided: `leave_last_out` holds out the end of
+    each user's part of this order, and sequence splits can reuse it."""
+    ties = TIES.check("ties", ties)
+    timestamps = _require_timestamps(data, "order_by_time")
+    if ties == "item-id":
+        return np.lexsort((data.items, timestamps))
+    if ties == "random":
+        return np.lexsort((np.random.default_rng(seed).random(len(data)), timestamps))
+    return np.argsort(timestamps, kind="stable")
+
+
+def leave_last_out(data: Interactions, n: int = 1, ties: str = DEFAULT_TIES,
+                   seed: int = 0) -> Split:
+    """Each user's latest ``n`` interactions are test, in the time order of `order_by_time`
+    (``ties`` and ``seed`` say how equal timestamps are ordered; see `TIE_RULES`).
+
+    The default, ``"file-order"``, is RecBole's (a stable sort by timestamp over the rows as
+    read), so of a user's several ratings in their last second the one read last is held out.
+    ``"item-id"`` was this project's rule before issue 11 (the larger item index is later; on
+    ML-100K, the larger movie id). Users with ``n`` or fewer interactions stay entirely in
+    train. Needs timestamps.
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
-    timestamps = _require_timestamps(data, "leave_last_out")
-    rank, counts = _rank_within_user(data, timestamps, data.items)
+    position = np.empty(len(data), dtype=np.int64)
+    position[order_by_time(data, ties, seed)] = np.arange(len(data))
+    rank, counts = _rank_within_user(data, position)
     from_end = counts[data.users] - 1 - rank
     test = (from_end < n) & (counts[data.users] > n)
-    return _split(data, test, "leave-last-out", {"n": int(n)})
+    return _split(data, test, "leave-last-out", {"n": int(n), "ties": ties})
 
 
 #: per-user last-N split by time (the same as `leave_last_out`)

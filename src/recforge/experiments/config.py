@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from recforge.data.splits import TIES
 from recforge.errors import ParameterError, did_you_mean
 from recforge.evaluation.metrics import METRICS
 from recforge.experiments.tomlw import tomllib
@@ -34,7 +35,7 @@ from recforge.params import (
 #: value rules of the ``[split]`` options (their types are checked by the schema)
 SPLIT_RULES: dict[str, Rule] = {
     "test_fraction": FRACTION, "n": Integer(1, MAX_COUNT),
-    "history_fraction": Real(0, 1, high_open=True),
+    "history_fraction": Real(0, 1, high_open=True), "ties": TIES,
 }
 
 LOWER_IS_BETTER = frozenset({"RMSE", "MAE"})
@@ -77,6 +78,7 @@ class SplitSection:
     n: int | None = None
     test_users: int | float | None = None
     history_fraction: float | None = None
+    ties: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The splitter keyword arguments that were set."""
