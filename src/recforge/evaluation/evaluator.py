@@ -174,6 +174,44 @@ def check_rating_metrics(model: Any, metrics: Sequence[str | MetricSpec]) -> Non
                          "such as ndcg@10, or a rating model")
 
 
+#: what each capability is called in a refusal
+_CAPABILITY_WORDS = {
+    "ratings": "explicit ratings", "timestamps": "timestamps", "user_features": "user features",
+    "item_features": "item features", "context": "per-event context",
+    "sequences": "time-ordered histories",
+}
+
+
+def offered_capabilities(protocol: Protocol, train: Interactions,
+                         test: Interactions) -> frozenset[str]:
+    """What a model can consume when ``protocol`` evaluates it on ``train``/``test``: the
+    training data's parts, and what the protocol's queries carry (time-ordered histories and
+    per-event context need timestamps in both)."""
+    data = {"interactions"}
+    data |= {"ratings"} if train.ratings is not None else set()
+    data |= {"timestamps"} if train.timestamps is not None else set()
+    data |= {"user_features"} if train.user_features is not None else set()
+    data |= {"item_features"} if train.item_features is not None else set()
+    timed = train.timestamps is not None and test.timestamps is not None
+    return frozenset(data | (protocol.query_capabilities if timed else set()))
+
+
+def check_compatible(model: Any, protocol: Protocol, train: Interactions,
+                     test: Interactions) -> None:
+    """Refuse, in one line, a model (or model class) that consumes something
+    (`Recommender.consumes`) the protocol and data do not offer (`offered_capabilities`)."""
+    missing = sorted(getattr(model, "consumes", frozenset())
+                     - offered_capabilities(protocol, train, test))
+    if not missing:
+        return
+    label = getattr(model, "name", "") or type(model).__name__
+    where = ("its queries (with this data)" if {"context", "sequences"} & set(missing)
+             else "the training data")
+    raise InputError(f"{label} cannot be evaluated by protocol {protocol.name}: it consumes "
+                     f"{', '.join(_CAPABILITY_WORDS[c] for c in missing)}, which "
+                     f"{where} do not give")
+
+
 def _need(names: list[str]) -> str:
     """``"RMSE needs"`` or ``"RMSE, MAE need"``."""
     return f"{names[0]} needs" if len(names) == 1 else f"{', '.join(names)} need"
@@ -182,8 +220,10 @@ def _need(names: list[str]) -> str:
 class Evaluator:
     """Evaluate models on one train/test split with a fixed list of metrics and a protocol.
 
-    ``protocol`` is ``"full"`` (default), ``"sampled-N"`` (``seed`` and ``ties`` apply; see
-    `recforge.evaluation.protocols`) or a `Protocol`. ``batch_size`` users are ranked at once
+    ``protocol`` is ``"full"`` (default), ``"sampled-N"`` (``seed`` and ``ties`` apply),
+    ``"next-item"``, ``"next-item-sampled-N"`` (see `recforge.evaluation.protocols`) or a
+    `Protocol`; a model that consumes what the protocol and data cannot give is refused
+    (`check_compatible`). ``batch_size`` users are ranked at once
     (default: about `BLOCK_FLOATS` scores per block). ``item_features`` (an array, a sparse
     matrix or a `SideTable` of the items) feeds Diversity@K; without it the model's
     ``item_vectors()`` are used.
@@ -212,6 +252,7 @@ class Evaluator:
         if needy and self.test.ratings is None:
             raise InputError(f"{_need(needy)} ratings; the test data has none")
         self.protocol.check_catalogue(self.train.n_items)
+        self.protocol.check_data(self.train, self.test)
         beyond = [s.name for s in self.specs if s.family == "beyond"]
         if beyond and not self.protocol.lists_items:
             raise InputError(f"{_need(beyond)} full ranking, not {self.protocol.name}")
@@ -221,6 +262,7 @@ class Evaluator:
     def evaluate(self, model: Recommender) -> EvaluationResult:
         """Evaluate a fitted ``model``; every test user is scored in batches."""
         check_rating_metrics(model, self.specs)
+        check_compatible(model, self.protocol, self.train, self.test)
         start = time.perf_counter()
         users = np.unique(self.test.users)
         result = EvaluationResult(users, self.train.user_counts[users] == 0, {},

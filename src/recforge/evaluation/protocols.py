@@ -6,7 +6,7 @@ sampled ranking; the evaluator averages a user's cases.
 
 ``full`` (`FullRanking`)
     Every user is ranked against every item they did not interact with in training. Each
-    batch of users is scored once (``model.score`` of their training histories, training items
+    batch of users is scored once (``model.score`` of their training histories, those items
     masked to -inf) and its top-``max K`` lists are taken from those scores as
     `Recommender.recommend` takes them (`recforge.models.base.top_items`: the lower item index
     wins ties). The relevant items are the user's test items. Metrics that need the complete
@@ -18,12 +18,27 @@ sampled ranking; the evaluator averages a user's cases.
 ``sampled-N`` (`SampledRanking`)
     Each test interaction is ranked against ``N`` distinct negatives drawn uniformly among the
     items the user never interacted with (neither in train nor in test), using
-    ``model.score(users, items)``; the rank of the held-out item is computed directly from the
+    ``model.score(queries, candidates)`` (the query: the user, their training history, the
+    event's time as context ``timestamp``); the rank of the held-out item is computed directly from the
     scores. Tie rule (``ties``): ``"pessimistic"`` (default) -- the held-out item loses every
     tie, ``rank = 1 + #{negatives with score >= its score}``; ``"optimistic"`` -- it wins every
     tie, ``rank = 1 + #{negatives with score > its score}``. With a model that scores
     everything equally the held-out item is ranked last (``N + 1``) or first. The same seed
     draws the same negatives, so the metrics are reproducible.
+
+``next-item`` (`NextItem`) and ``next-item-sampled-N`` (`NextItemSampled`)
+    A case is a test event; its query is the user's history up to that event (their train and
+    test events before it, in time order) with the event's time as context, so a sequential
+    model sees the items before the held-out one and nothing after. ``next-item`` ranks every
+    item as ``full`` does (the items of the query's history excluded by default, see
+    ``exclude``); ``next-item-sampled-N`` ranks it against ``N`` negatives as ``sampled-N``
+    does. Both need timestamps; with a leave-last-out split each user has one case.
+
+Which items are left out of a full ranking is the caller's choice (``exclude`` of
+`FullRanking` and `NextItem`, a `recforge.data.query.Exclusion`): ``"seen"`` (default: the
+query's history), None (repeat consumption allowed) or a callable business filter. Each
+protocol declares what its queries carry (`Protocol.query_capabilities`), so that the
+evaluator can refuse a model that consumes what the protocol cannot give.
 
 Warning: sampled metrics are not consistent with full-ranking metrics -- they can reorder
 models relative to full ranking (Krichene & Rendle, "On Sampled Metrics for Item
@@ -35,7 +50,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,7 +59,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
-from recforge.data.query import exclusion_matrix, mask_excluded
+from recforge.data.query import Exclusion, HistoryIndex, QueryBatch, exclusion_matrix, mask_excluded
 from recforge.errors import InputError
 from recforge.evaluation.metrics import (
     auc_from_counts,
@@ -84,6 +99,9 @@ class Protocol(ABC):
 
     #: whether `cases` yields the recommended items (needed by beyond-accuracy metrics)
     lists_items: bool = False
+    #: what the protocol's queries carry for a model to consume beyond the training data
+    #: (`recforge.models.base.CAPABILITIES`): time-ordered histories, per-event context
+    query_capabilities: frozenset[str] = frozenset({"sequences"})
 
     @property
     @abstractmethod
@@ -106,11 +124,21 @@ class Protocol(ABC):
     def check_catalogue(self, n_items: int) -> None:
         """Refuse a catalogue of ``n_items`` too small for the protocol (every one fits)."""
 
+    def check_data(self, train: Interactions, test: Interactions) -> None:
+        """Refuse a split the protocol cannot work with (every split fits)."""
+
 
 class FullRanking(Protocol):
-    """Rank all items the user did not interact with in training."""
+    """Rank every item except those ``exclude`` leaves out (`recforge.data.query.Exclusion`;
+    default ``"seen"``: the user's training items) for each test user."""
 
     lists_items = True
+
+    def __init__(self, exclude: Exclusion = "seen"):
+        self.exclude = exclude
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(exclude={self.exclude!r})"
 
     @property
     def name(self) -> str:
@@ -124,21 +152,33 @@ class FullRanking(Protocol):
               batch_size: int) -> Iterator[RankedCases]:
         k = min(k, self.list_length(train.n_items))
         relevance = _relevance_csr(test)
+        history = HistoryIndex(train)
         for lo in range(0, len(users), batch_size):
             batch = users[lo:lo + batch_size]
-            queries = model.training_history(batch)
-            scores = model.score(queries)
-            mask_excluded(scores, exclusion_matrix(queries, "seen", model.n_items_))
-            items, _ = top_items(scores, k)
-            rel = relevance[batch]
-            hits, gains = lookup_hits(rel, items)
-            rank, auc = _complete_ranks(scores, rel) if complete else (None, None)
-            yield RankedCases(np.arange(lo, lo + len(batch)), hits, gains, _ideal_gains(rel, k),
-                              np.diff(rel.indptr), items, rank, auc)
+            yield full_cases(model, history.user_queries(batch), relevance[batch],
+                             np.arange(lo, lo + len(batch)), k, complete, self.exclude)
+
+
+def full_cases(model: Recommender, queries: QueryBatch, rel: sp.csr_matrix,
+               user_pos: np.ndarray, k: int, complete: bool,
+               exclude: Exclusion) -> RankedCases:
+    """The ranked cases of one batch of ``queries`` against every item ``exclude`` leaves in,
+    with relevance ``rel`` (one row per query). The catalogue is scored once: the top-``k``
+    lists are taken as `Recommender.recommend` takes them (`top_items`: the lower item index
+    wins ties) and the complete ranks read the same scores."""
+    scores = model.score(queries)
+    mask_excluded(scores, exclusion_matrix(queries, exclude, rel.shape[1]))
+    items, _ = top_items(scores, k)
+    hits, gains = lookup_hits(rel, items)
+    rank, auc = _complete_ranks(scores, rel) if complete else (None, None)
+    return RankedCases(user_pos, hits, gains, _ideal_gains(rel, k), np.diff(rel.indptr), items,
+                       rank, auc)
 
 
 class SampledRanking(Protocol):
     """Rank each held-out item against ``n_negatives`` sampled non-interacted items."""
+
+    query_capabilities = frozenset({"sequences", "context"})
 
     def __init__(self, n_negatives: int = 99, ties: TieRule = "pessimistic", seed: int = 0):
         if n_negatives < 1:
@@ -182,10 +222,11 @@ class SampledRanking(Protocol):
         negatives = self.negatives(train, test)
         k = min(k, self.list_length(train.n_items))
         user_pos = np.searchsorted(users, test.users)
+        queries = self.event_queries(train, test)
         for lo in range(0, len(test), batch_size):
             sl = slice(lo, lo + batch_size)
             candidates = np.column_stack([test.items[sl], negatives[sl]])
-            scores = model.score(test.users[sl], candidates)
+            scores = model.score(queries(np.arange(len(test))[sl]), candidates)
             n_greater = (scores[:, 1:] > scores[:, :1]).sum(axis=1)
             n_equal = (scores[:, 1:] == scores[:, :1]).sum(axis=1)
             rank = 1 + n_greater + (n_equal if self.ties == "pessimistic" else 0)
@@ -196,19 +237,88 @@ class SampledRanking(Protocol):
                               auc=auc_from_counts(n_greater, n_equal, self.n_negatives))
 
 
+    def event_queries(self, train: Interactions,
+                      test: Interactions) -> Callable[[np.ndarray], QueryBatch]:
+        """The queries of test events (a function of test rows): each event's user with all of
+        their training events as history and the event's time as context ``timestamp``."""
+        history = HistoryIndex(train)
+        times = test.timestamps
+        return lambda rows: history.user_queries(
+            test.users[rows], None if times is None else {"timestamp": times[rows]})
+
+
+class NextItem(FullRanking):
+    """Rank every item ``exclude`` leaves in for each test event, queried by the user's train
+    and test events before it (`recforge.data.query.HistoryIndex.event_queries`); the default
+    ``exclude="seen"`` leaves out the items of those earlier events."""
+
+    query_capabilities = frozenset({"sequences", "context"})
+
+    @property
+    def name(self) -> str:
+        return "next-item"
+
+    def check_data(self, train: Interactions, test: Interactions) -> None:
+        """Refuse data without timestamps (the order of events makes the history)."""
+        _need_timestamps(self.name, train, test)
+
+    def cases(self, model: Recommender, train: Interactions, test: Interactions,
+              users: np.ndarray, k: int, complete: bool,
+              batch_size: int) -> Iterator[RankedCases]:
+        k = min(k, self.list_length(train.n_items))
+        history = HistoryIndex(train, test)
+        gains = test.ratings if test.ratings is not None else np.ones(len(test), np.float32)
+        for lo in range(0, len(test), batch_size):
+            rows = np.arange(lo, min(lo + batch_size, len(test)))
+            rel = sp.csr_matrix((gains[rows], test.items[rows], np.arange(len(rows) + 1)),
+                                shape=(len(rows), train.n_items))
+            yield full_cases(model, history.event_queries(rows), rel,
+                             np.searchsorted(users, test.users[rows]), k, complete, self.exclude)
+
+
+class NextItemSampled(SampledRanking):
+    """`SampledRanking` of each test event, queried as in `NextItem` (the user's events before
+    it)."""
+
+    @property
+    def name(self) -> str:
+        return f"next-item-sampled-{self.n_negatives}"
+
+    def __repr__(self) -> str:
+        return "NextItem" + super().__repr__()
+
+    def check_data(self, train: Interactions, test: Interactions) -> None:
+        """Refuse data without timestamps (the order of events makes the history)."""
+        _need_timestamps(self.name, train, test)
+
+    def event_queries(self, train: Interactions,
+                      test: Interactions) -> Callable[[np.ndarray], QueryBatch]:
+        return HistoryIndex(train, test).event_queries
+
+
+def _need_timestamps(name: str, train: Interactions, test: Interactions) -> None:
+    missing = [label for label, data in (("train", train), ("test", test))
+               if data.timestamps is None]
+    if missing:
+        raise InputError(f"protocol {name} orders each user's events by time; the "
+                         f"{' and '.join(missing)} data have no timestamps")
+
+
 def make_protocol(protocol: str | Protocol, seed: int = 0,
                   ties: TieRule = "pessimistic") -> Protocol:
     """``"full"``, ``"sampled-N"`` (with ``seed`` and ``ties``) or a `Protocol` as is."""
     if isinstance(protocol, Protocol):
         return protocol
     name = str(protocol).strip().lower()
-    if name == "full":
-        return FullRanking()
-    match = re.fullmatch(r"sampled-(\d+)", name)
+    if name in ("full", "next-item"):
+        return FullRanking() if name == "full" else NextItem()
+    match = re.fullmatch(r"(next-item-)?sampled-(\d+)", name)
     if match:
-        count = Integer(1, MAX_COUNT).check(f"protocol {protocol!r}: N", int(match.group(1)))
-        return SampledRanking(count, ties=ties, seed=seed)
-    raise ValueError(f"unknown protocol {protocol!r}; valid: 'full', 'sampled-N' (e.g. sampled-99)")
+        count = Integer(1, MAX_COUNT).check(f"protocol {protocol!r}: N", int(match.group(2)))
+        kind = NextItemSampled if match.group(1) else SampledRanking
+        return kind(count, ties=ties, seed=seed)
+    raise ValueError(f"unknown protocol {protocol!r}; valid: 'full', 'sampled-N' (e.g. "
+                     "sampled-99), 'next-item', 'next-item-sampled-N'")
 
 
 # ---------------------------------------------------------------------- full-ranking helpers

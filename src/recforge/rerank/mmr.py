@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.data.query import QueryBatch
 from recforge.evaluation.metrics import unit_rows
 from recforge.models.base import Recommender
 from recforge.params import CUTOFF, MAX_COUNT, UNIT, Integer
@@ -72,12 +73,15 @@ class MMRReranker:
         return vectors
 
     def rerank(self, model: Recommender, users: Any, k: int) -> np.ndarray:
-        """The re-ranked top-``k`` item indices per user, ``(n, k)``, ``-1`` padded."""
-        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        """The re-ranked top-``k`` item indices per query, ``(n, k)``, ``-1`` padded.
+
+        ``users`` are user indices (queried with their training history) or a `QueryBatch`;
+        the candidates are the model's `recommend` lists (the query's history excluded)."""
+        queries = users if isinstance(users, QueryBatch) else model.training_history(users)
         features = self._features(model)
-        out = np.full((len(users), k), -1, dtype=np.int64)
-        for lo in range(0, len(users), self.batch_size):
-            batch = users[lo:lo + self.batch_size]
+        out = np.full((len(queries), k), -1, dtype=np.int64)
+        for lo in range(0, len(queries), self.batch_size):
+            batch = queries.take(slice(lo, lo + self.batch_size))
             items, scores = model.recommend(batch, max(k, self.candidates))
             out[lo:lo + len(batch)] = self.greedy(items, scores.astype(np.float64), features, k)
         return out

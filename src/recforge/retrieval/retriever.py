@@ -14,7 +14,9 @@ the batch convention of `encode_users` for one user, ``encoder(features=features
 history=[items])`` (``features``: the caller's one-row feature table or None; ``items``:
 internal item indices), returning one query vector (``(1, dim)`` or ``(dim,)``) in the
 space of the item embeddings. Without an encoder, or with neither features nor a known
-history, the popular items the user has not interacted with are returned.
+history, the model ranks the history as an anonymous query (`recforge.data.query.QueryBatch`,
+its items excluded): popular items, unless the model reads histories (it consumes
+``sequences``).
 
 A saved model folder can carry its catalogue (`save_catalogue`, or `write_catalogue` while
 the model folder is written: external user and item ids and titles in ``catalogue.npz``,
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from recforge.data.interactions import IdMap, Interactions, canonical_int
+from recforge.data.query import QueryBatch
 from recforge.errors import CorruptFileError, InputError, ParameterError, UnknownNameError
 from recforge.io import MissingFileError, atomic_path, first_line, ids_fingerprint, read_json
 from recforge.models.base import MODEL_FILE, Recommender, model_output
@@ -129,14 +132,14 @@ class Retriever:
                       k: int = 10) -> Recommendations:
         """Top-``k`` items for a new user given their item ids (``history``) and features."""
         k = _clamp_k(k, self.model.n_items_)
-        items = _to_index(self.item_map, np.asarray(history)) if len(history) else \
-            np.empty(0, dtype=np.int64)
-        items = items[items >= 0]
+        queries = QueryBatch.from_ids([None], [list(history)], user_map=None,
+                                      item_map=self.item_map)
+        items = queries.history(0)
+        items = items[(items >= 0) & (items < self.model.n_items_)]
         if self.encoder is None or self.index is None or (features is None and not len(items)):
-            allowed = np.ones(self.model.n_items_, dtype=bool)
-            allowed[items] = False
-            top, scores = self.model.recommend([-1], k, candidates=allowed)
-            return self._answer(top[0], scores[0], "popularity")
+            top, scores = self.model.recommend(queries, k)
+            source = "model" if "sequences" in self.model.consumes and len(items) else "popularity"
+            return self._answer(top[0], scores[0], source)
         query = np.asarray(self.encoder(features=features, history=[items]), dtype=np.float32)
         top, scores = self.index.search(query.reshape(1, -1), k, exclude=[items])
         return self._answer(top[0], scores[0], "encoder")
@@ -168,8 +171,7 @@ class Retriever:
         return self._answer(items[0], scores[0], "model")
 
     def _seen(self, user: int) -> np.ndarray:
-        seen = self.model.seen_
-        return seen.indices[seen.indptr[user]:seen.indptr[user + 1]]
+        return self.model.training_history([user]).history(0)
 
     def _answer(self, items: np.ndarray, scores: np.ndarray, source: str) -> Recommendations:
         found = items >= 0
@@ -273,15 +275,6 @@ def _check_ids(fingerprint: Any, user_ids: np.ndarray, item_ids: np.ndarray,
     if fingerprint is not None and fingerprint != ids_fingerprint(user_ids, item_ids):
         raise error("its user and item ids are not those the model was trained on (the "
                     "fingerprint in model.json differs)")
-
-
-def _to_index(id_map: IdMap | None, external: Any) -> np.ndarray:
-    if id_map is not None:
-        return id_map.to_index(external)
-    values = np.atleast_1d(np.asarray(external))
-    if values.dtype.kind not in "iu":
-        raise ValueError(f"ids must be integers without an id map, got {values[:3].tolist()}")
-    return values.astype(np.int64)
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
