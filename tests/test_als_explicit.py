@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
 from recforge.models.factorization.als_explicit import ExplicitALS
+from recforge.testing import ModelContract, contract_data
 
 
 class TestExplicitALS(ModelContract):

@@ -4,11 +4,11 @@ learning behaviour."""
 from __future__ import annotations
 
 import numpy as np
-from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
 from recforge.models.neural.autorec import LBFGS, AutoRec, _Objective
+from recforge.testing import ModelContract, contract_data
 
 
 class TestAutoRec(ModelContract):

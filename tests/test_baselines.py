@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_contract import ModelContract
 
 from recforge.data import Interactions
 from recforge.models import (
@@ -16,6 +15,7 @@ from recforge.models import (
     RandomRecommender,
     UserMean,
 )
+from recforge.testing import ModelContract
 
 
 class TestRandom(ModelContract):

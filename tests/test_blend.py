@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.models import Recommender
 from recforge.models.factorization.blend import LinearBlend, ridge_weights
+from recforge.testing import ModelContract, contract_data
 
 FAST = {"biased-mf": {"factors": 6, "epochs": 5}, "svd": {"factors": 3},
         "autorec": {"hidden": 6, "epochs": 2, "lbfgs_steps": 5}}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_contract import ModelContract, contract_data
 from test_ials import planted_clusters
 
 from recforge.evaluation import Evaluator
 from recforge.models import BPR, MostPopular
 from recforge.models.factorization.bpr import _epoch_sharded, _group_by_shard, _sgd_run
+from recforge.testing import ModelContract, contract_data
 
 
 class TestBPR(ModelContract):

@@ -11,6 +11,8 @@ import pytest
 
 from recforge.cli import main
 from recforge.cli.common import parse_params, parse_value
+from recforge.data.movielens import read_ml100k
+from recforge.data.splits import leave_last_out
 
 
 def test_parse_params_types() -> None:
@@ -79,6 +81,30 @@ def test_split_writes_parquet(tmp_path: Path) -> None:
     summary = json.loads((out / "split.json").read_text())
     assert summary["test_interactions"] == len(test) == test["user"].nunique()
     assert len(train) == summary["train_interactions"]
+
+
+def test_split_ties_option_picks_the_tie_rule(ml100k_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(ml100k_dir.parent))
+    data = read_ml100k(ml100k_dir)
+    for ties in ("item-id", "file-order"):
+        out = tmp_path / ties
+        assert main(["split", "--dataset", "ml-100k", "--split", "leave-last-out", "--ties",
+                     ties, "--out", str(out)]) == 0
+        written = pd.read_parquet(out / "test.parquet")
+        expected = leave_last_out(data, ties=ties).test.to_pandas()
+        assert sorted(zip(written["user"], written["item"])) == sorted(
+            zip(expected["user"], expected["item"])), ties
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--split", "random", "--ties", "random"], "--ties applies to --split leave-last-out"),
+    (["--split", "leave-last-out", "--ties", "latest"], "must be one of 'file-order'"),
+])
+def test_split_ties_option_errors(args: list[str], message: str,
+                                  capsys: pytest.CaptureFixture) -> None:
+    assert main(["split", "--dataset", "synthetic", *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_datasets_list_runs(capsys: pytest.CaptureFixture) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.errors import ParameterError
 from recforge.models.neighbours import ease as ease_module
 from recforge.models.neighbours.ease import EASE
+from recforge.testing import ModelContract, contract_data
 
 
 class TestEASE(ModelContract):

@@ -7,12 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.evaluation import Evaluator
 from recforge.models import ImplicitALS, MostPopular
 from recforge.models.factorization.ials import _solve_rows, confidence
+from recforge.testing import ModelContract, contract_data
 
 
 class TestImplicitALS(ModelContract):

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from conftest import require_module
-from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.errors import ParameterError
 from recforge.models import BaselineOnly, get_model_class
 from recforge.models.neighbours.knn import ItemKNN, ItemKNNImplicit, UserKNN, UserKNNImplicit
 from recforge.models.neighbours.similarity import corated_similarity, vector_similarity
+from recforge.testing import ModelContract, contract_data
 
 
 class TestUserKNN(ModelContract):

@@ -7,12 +7,12 @@ import numba
 import numpy as np
 import pandas as pd
 import pytest
-from model_contract import ModelContract, contract_data
 
 from recforge.data import Interactions
 from recforge.models import BaselineOnly
 from recforge.models.factorization._sgd_kernels import als_solve_rows, sgd_cell_mf
 from recforge.models.factorization.mf import BiasedMF, BiasedMFALS, als_half_step
+from recforge.testing import ModelContract, contract_data
 
 
 class TestBiasedMF(ModelContract):

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_contract import ModelContract, contract_data
 from test_ials import planted_clusters
 
 from recforge.evaluation import Evaluator
 from recforge.models import GMF, MLP, DotMF, MostPopular, NeuMF, Recommender, create_model
 from recforge.models.neural.ncf import NCFModule
+from recforge.testing import ModelContract, contract_data
 
 SMALL = {"epochs": 3, "train_batch_size": 256}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_contract import contract_data
 
 from recforge.data.sampling import NegativeSampler
 from recforge.data.splits import leave_last_out
@@ -21,6 +20,7 @@ from recforge.nn.batching import pairwise_examples, pointwise_examples, shuffled
 from recforge.nn.checkpoint import STATE_FILE, TENSORS_FILE, load_checkpoint
 from recforge.nn.device import runtime
 from recforge.nn.trainer import Trainer, make_optimizer
+from recforge.testing import contract_data
 
 TINY = {"factors": 4, "train_batch_size": 256}
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from model_contract import contract_data
 
 from recforge.cli import main
 from recforge.errors import InputError, ParameterError, TrainingDivergedError, UnknownNameError
@@ -35,6 +34,7 @@ from recforge.params import (
     Text,
     check_all,
 )
+from recforge.testing import contract_data
 
 
 def _error(excinfo: pytest.ExceptionInfo[BaseException]) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_module
-from model_contract import contract_data
 
 from recforge.cli import main
 from recforge.data import Interactions
@@ -26,6 +25,7 @@ from recforge.retrieval import (
 from recforge.retrieval.index import default_nlist
 from recforge.retrieval.retriever import load_retriever
 from recforge.retrieval.synthetic import clustered_catalogue
+from recforge.testing import contract_data
 
 
 def _brute_top(items: np.ndarray, queries: np.ndarray, k: int,

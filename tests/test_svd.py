@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_contract import ModelContract, contract_data
 
 from recforge.models import BaselineOnly
 from recforge.models.factorization.svd import TruncatedSVD
+from recforge.testing import ModelContract, contract_data
 
 
 class TestTruncatedSVD(ModelContract):

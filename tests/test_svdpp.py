@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_contract import ModelContract, contract_data
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
 from recforge.models.factorization._sgd_kernels import sgd_epoch_svdpp
 from recforge.models.factorization.svdpp import SVDpp
+from recforge.testing import ModelContract, contract_data
 
 
 class TestSVDpp(ModelContract):

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_contract import ModelContract, contract_data
 from test_ials import planted_clusters
 
 from recforge.data import Interactions
@@ -17,6 +16,7 @@ from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.models import MostPopular, Recommender, create_model
 from recforge.models.retrieval.two_tower import TwoTower, histories, pad_histories
+from recforge.testing import ModelContract, contract_data
 
 SMALL = {"epochs": 3, "train_batch_size": 128, "layers": (32, 16), "id_dim": 16, "cat_dim": 4,
          "history_length": 5, "text_method": "hashed"}

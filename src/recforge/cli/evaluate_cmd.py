@@ -18,8 +18,10 @@ from recforge.cli.common import (
     parse_rating_range,
     phase,
 )
-from recforge.cli.options import seed_option
+from recforge.cli.options import seed_option, ties_option
 from recforge.data.readers import parse_column_spec
+from recforge.data.splits import DEFAULT_TIES, TIE_RULES
+from recforge.errors import InputError
 from recforge.evaluation.evaluator import check_rating_metrics
 from recforge.evaluation.protocols import make_protocol
 from recforge.experiments.steps import (
@@ -43,6 +45,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> 
                         help="for a file: field=column pairs, e.g. user=userId,item=movieId")
     parser.add_argument("--split", default=default_split, help=SPLIT_HELP)
     parser.add_argument("--seed", type=seed_option, default=0)
+    parser.add_argument("--ties", type=ties_option, default=None,
+                        help="leave-last-out only: how equal timestamps are ordered, one of "
+                             f"{', '.join(TIE_RULES)} (default {DEFAULT_TIES}; random uses "
+                             "--seed)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     parser.add_argument("--no-download", action="store_true")
     parser.add_argument("--rating-range", default=None, metavar="LOW,HIGH",
@@ -66,13 +72,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=cmd_evaluate)
 
 
+def _split_options(args: argparse.Namespace) -> dict[str, str]:
+    """The splitter options given on the command line (``--ties``, leave-last-out only)."""
+    if args.ties is None:
+        return {}
+    if args.split != "leave-last-out":
+        raise InputError(f"--ties applies to --split leave-last-out, not {args.split!r}")
+    return {"ties": args.ties}
+
+
 def _prepare(args: argparse.Namespace):
     columns = parse_column_spec(args.columns) if args.columns else None
     rating_range = parse_rating_range(args.rating_range)
+    options = _split_options(args)
     with data_warnings(), phase(f"loading {args.dataset} and splitting ({args.split})"):
         return prepare_split(args.dataset, args.split, seed=args.seed, columns=columns,
                              data_dir=args.data_dir, download=not args.no_download,
-                             rating_range=rating_range)
+                             rating_range=rating_range, split_options=options)
 
 
 def cmd_split(args: argparse.Namespace) -> int:

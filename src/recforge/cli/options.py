@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from recforge.data.splits import TIES
 from recforge.errors import ParameterError
 from recforge.params import CUTOFF, MAX_COUNT, SEED, Integer, Real, Rule
 
@@ -47,3 +48,5 @@ positive_int = option_type(Integer(1, MAX_COUNT))
 cutoff_option = option_type(CUTOFF)
 #: a positive finite number of seconds (e.g. ``--timeout``)
 positive_seconds = option_type(Real(0, low_open=True), float)
+#: ``--ties``: how leave-last-out orders equal timestamps (`recforge.data.splits.TIE_RULES`)
+ties_option = option_type(TIES, str)
