@@ -8,7 +8,7 @@ Python code on the hot path).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -65,3 +65,12 @@ def shuffled_batches(examples: Batch, batch_size: int, generator: torch.Generato
     for lo in range(0, n, batch_size):
         idx = order[lo:lo + batch_size]
         yield {k: v[idx] for k, v in on_device.items()}
+
+
+def tensor_batches(batches: Iterable[dict[str, np.ndarray]],
+                   device: torch.device) -> Iterator[Batch]:
+    """Numpy mini-batches (e.g. from `recforge.data.streaming.pair_batches`) as tensors on
+    ``device``, one batch at a time."""
+    for batch in batches:
+        yield {k: torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True)
+               for k, v in batch.items()}

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recforge.errors import TrainingDivergedError
@@ -134,6 +135,19 @@ class TrainingConfig:
 TRAINING_PARAMS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
 
 
+def pointwise_loss(module: nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean log loss of the logits of labelled pairs (``user``, ``item``, ``label``)."""
+    logits = module(batch["user"], batch["item"])
+    return F.binary_cross_entropy_with_logits(logits.float(), batch["label"])
+
+
+def bpr_loss(module: nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean BPR loss ``-ln sigma(x_ui - x_uj)`` of triples (``user``, ``positive``,
+    ``negative``) (Rendle et al., UAI 2009)."""
+    diff = module(batch["user"], batch["positive"]) - module(batch["user"], batch["negative"])
+    return -F.logsigmoid(diff.float()).mean()
+
+
 def make_optimizer(config: TrainingConfig, params: Any) -> torch.optim.Optimizer:
     """The configured optimiser, with fused updates (one kernel for all parameters; on the
     CPU PyTorch's ``foreach`` variant loops over the tensors, the fused one does not)."""
@@ -160,33 +174,46 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def run_epoch(self, epoch: int, examples: Batch, loss_fn: LossFn) -> dict[str, float]:
-        """One pass over ``examples`` in a fresh random order; the mean loss and throughput."""
-        n = example_count(examples)
+        """One pass over in-memory ``examples`` in a fresh random order; the mean loss and
+        throughput."""
+        batches = shuffled_batches(examples, self.config.train_batch_size, self.generator,
+                                   self.device)
+        return self.run_batches(epoch, batches, example_count(examples), loss_fn)
+
+    def run_batches(self, epoch: int, batches: Iterable[Batch], n_examples: int,
+                    loss_fn: LossFn) -> dict[str, float]:
+        """One pass over ``batches`` (e.g. streamed by `recforge.data.streaming` through
+        `recforge.nn.batching.tensor_batches`) of ``n_examples`` examples in all, which paces
+        the learning-rate schedule; the mean loss and throughput."""
         self.module.train()
         start = time.perf_counter()
         # numba's OpenMP layer resets the shared OpenMP thread count (PyTorch's too) when it
         # runs a parallel kernel (sampling, top-k in validation): set it again every epoch
         with threads_limit(self.config.threads):
-            mean_loss = self._train_batches(epoch, examples, loss_fn).item() / n
+            total, n = self._train_batches(epoch, batches, n_examples, loss_fn)
+            mean_loss = total.item() / max(n, 1)
         seconds = time.perf_counter() - start
         if not math.isfinite(mean_loss):
             raise TrainingDivergedError(f"training diverged in epoch {epoch + 1} (loss "
                                      f"{mean_loss}); lower the learning rate or clip gradients")
         return {"loss": mean_loss, "samples": n, "samples_per_second": round(n / seconds, 1)}
 
-    def _train_batches(self, epoch: int, examples: Batch, loss_fn: LossFn) -> torch.Tensor:
-        """One optimiser step per mini-batch; the summed loss (on the device, synced once)."""
-        steps = math.ceil(example_count(examples) / self.config.train_batch_size)
+    def _train_batches(self, epoch: int, batches: Iterable[Batch], n_examples: int,
+                       loss_fn: LossFn) -> tuple[torch.Tensor, int]:
+        """One optimiser step per mini-batch; the summed loss (on the device, synced once)
+        and the number of examples."""
+        steps = math.ceil(n_examples / self.config.train_batch_size)
         total = torch.zeros((), device=self.device)
-        batches = shuffled_batches(examples, self.config.train_batch_size, self.generator,
-                                   self.device)
+        n = 0
         for step, batch in enumerate(batches):
             self._set_lr(epoch + step / steps)
             with self.amp.autocast(self.device):
                 loss = loss_fn(self.forward, batch)
             self._step(loss)
-            total += loss.detach().float() * example_count(batch)
-        return total
+            size = example_count(batch)
+            total += loss.detach().float() * size
+            n += size
+        return total, n
 
     def _set_lr(self, progress: float) -> None:
         c = self.config

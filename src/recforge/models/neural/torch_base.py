@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recforge.data.interactions import Interactions
@@ -73,9 +72,8 @@ from recforge.nn.trainer import (
     ScoringModule,
     Trainer,
     TrainingConfig,
-)
-from recforge.params import (
-    parameter_error,
+    bpr_loss,
+    pointwise_loss,
 )
 
 logger = logging.getLogger("recforge.nn")
@@ -108,10 +106,6 @@ class TorchRecommender(IterativeRecommender):
     _training: _TrainingRun
 
     def __init__(self, **training: Any):
-        unknown = [name for name in training if name not in TRAINING_PARAMS]
-        if unknown:
-            raise parameter_error(unknown[0], f"{type(self).__name__} got unknown parameter(s) "
-                                              f"{', '.join(unknown)}")
         values = {**dataclasses.asdict(TrainingConfig()), **self.training_defaults, **training}
         for name in TRAINING_PARAMS:
             setattr(self, name, values[name])
@@ -137,11 +131,7 @@ class TorchRecommender(IterativeRecommender):
 
     def _batch_loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Mean log loss of labelled pairs, or mean BPR loss ``-ln sigma(x_ui - x_uj)``."""
-        if "label" in batch:
-            logits = module(batch["user"], batch["item"])
-            return F.binary_cross_entropy_with_logits(logits.float(), batch["label"])
-        diff = module(batch["user"], batch["positive"]) - module(batch["user"], batch["negative"])
-        return -F.logsigmoid(diff.float()).mean()
+        return pointwise_loss(module, batch) if "label" in batch else bpr_loss(module, batch)
 
     # ------------------------------------------------------------------ training
     @property
