@@ -25,7 +25,7 @@ def test_reduced_quickstart_writes_report_figures_and_leaderboard(
     figures = [p for p in (out / "figures").iterdir() if p.is_file()]
     assert figures and all(p.stat().st_size > 0 for p in figures)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["dataset"] == "synthetic" and summary["protocols"] == ["sampled-99", "full"]
+    assert summary["dataset"] == "synthetic" and summary["protocols"] == ["full", "sampled-99"]
     full = {row["label"]: row["metrics"]["HR@10"] for row in summary["leaderboard"]["full"]}
     assert set(full) == {"most-popular", "item-knn-implicit", "ials", "ease"}
     assert full["ease"] > full["most-popular"]
@@ -34,8 +34,8 @@ def test_reduced_quickstart_writes_report_figures_and_leaderboard(
 def test_packaged_lineup_runs_on_the_chosen_dataset() -> None:
     exp = quickstart_experiment(dataset="synthetic", seed=3)
     assert exp.data.dataset == "synthetic" and exp.experiment.seeds == [3]
-    assert exp.split.method == "leave-last-out"
-    assert exp.evaluation.protocols == ["sampled-99", "full"]
+    assert exp.split.method == "leave-last-out" and exp.split.ties == "file-order"
+    assert exp.evaluation.protocols == ["full", "sampled-99"]
     assert {"most-popular", "item-knn-implicit", "biased-mf", "ials", "ease",
             "neumf"} <= {m.name for m in exp.models}
 

@@ -17,7 +17,7 @@ from recforge.evaluation import Evaluator
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.models import create_model
 from recforge.report import analysis, figures, write_report
-from recforge.report.tables import leaderboard, ranked_labels
+from recforge.report.tables import leaderboard, primary_metric, protocol_label, ranked_labels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"metrics_full", "metrics_sampled-20", "cutoff_curves", "activity", "popularity",
@@ -81,6 +81,22 @@ def test_leaderboard_lists_every_label_with_intervals(record: ExperimentRecord,
     assert all(cell.fullmatch(row[ndcg]) for row in table.rows)
     text = written["markdown"].read_text()
     assert all(f"| {label} |" in text for label in record.labels())
+
+
+def test_full_ranking_is_primary_and_sampled_figures_are_labelled(
+        record: ExperimentRecord, written: dict[str, Path]) -> None:
+    assert "Protocols: full, sampled-20 (optimistic; see Krichene & Rendle)." in written[
+        "markdown"].read_text()
+    sampled_first = dataclasses.replace(record, protocols=["sampled-20", "full"])
+    assert primary_metric(sampled_first).protocol == "full"
+    header = leaderboard(sampled_first).header
+    assert header.index("NDCG@10 (full)") < header.index(
+        "HR@10 (sampled-20 (optimistic; see Krichene & Rendle))")
+    assert ranked_labels(sampled_first) == ranked_labels(record)
+    only_sampled = dataclasses.replace(record, protocols=["sampled-20"])
+    assert primary_metric(only_sampled).protocol == "sampled-20"
+    assert protocol_label("next-item-sampled-99").endswith("(optimistic; see Krichene & Rendle)")
+    assert protocol_label("next-item") == "next-item"
 
 
 def test_best_model_ranks_first_and_others_are_tested(record: ExperimentRecord) -> None:

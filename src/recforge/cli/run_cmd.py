@@ -11,6 +11,7 @@ from recforge.cli.options import positive_int, positive_seconds
 from recforge.experiments.config import Experiment, load_experiment
 from recforge.experiments.record import ExperimentRecord
 from recforge.experiments.rundir import default_run_dir, run_output, write_run_files
+from recforge.report.tables import protocol_label
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +76,8 @@ def print_leaderboard(record: ExperimentRecord, results: dict[str, Any]) -> None
             {"model": row["label"], "metrics": row["metrics"],
              "intervals": row.get("intervals", {}), "fit_seconds": row["fit_seconds"],
              "eval_seconds": row["eval_seconds"]} for row in rows]
-        title = f"{record.name}: {record.dataset}, {record.split.get('split', '')}, {protocol}"
+        title = (f"{record.name}: {record.dataset}, {record.split.get('split', '')}, "
+                 f"{protocol_label(protocol)}")
         console.print(metrics_table(entries, title=title))
 
 

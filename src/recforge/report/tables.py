@@ -1,7 +1,11 @@
-"""The leaderboard: mean over seeds, bootstrap intervals and paired tests against the best."""
+"""The leaderboard: mean over seeds, bootstrap intervals and paired tests against the best.
+
+Full ranking is the primary protocol: it ranks the models and comes first; sampled protocols
+stay beside it, labelled as such (`protocol_label`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +19,9 @@ from recforge.report.document import Table
 #: metric kinds where lower is better
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 ALPHA = 0.05
+#: the label of sampled figures: they overstate full-ranking figures and can reorder models
+#: (Krichene & Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020)
+SAMPLED_NOTE = "optimistic; see Krichene & Rendle"
 INTERVAL_RULE = ("Each cell is the mean over a label's seeds (± their standard deviation when "
                  "there are several); the bracket is the 95% percentile "
                  "bootstrap interval (1,000 resamples of users) of the first seed's run (lowest "
@@ -40,10 +47,28 @@ def runs_by_label(record: ExperimentRecord) -> dict[str, list[ModelRecord]]:
     return {label: sorted(runs, key=lambda r: r.seed) for label, runs in groups.items()}
 
 
+def is_sampled(protocol: str) -> bool:
+    """Whether ``protocol`` ranks against sampled negatives (``sampled-N``,
+    ``next-item-sampled-N``) rather than the whole catalogue."""
+    return re.search(r"(^|-)sampled-\d+$", protocol) is not None
+
+
+def protocol_label(protocol: str) -> str:
+    """The protocol's name as reports show it: sampled protocols carry `SAMPLED_NOTE`."""
+    return f"{protocol} ({SAMPLED_NOTE})" if is_sampled(protocol) else protocol
+
+
+def report_protocols(record: ExperimentRecord) -> list[str]:
+    """The record's protocols, primary first: the first full-ranking protocol leads (the
+    first protocol when every one is sampled); the rest keep their order."""
+    primary = next((p for p in record.protocols if not is_sampled(p)), record.protocols[0])
+    return [primary, *(p for p in record.protocols if p != primary)]
+
+
 def primary_metric(record: ExperimentRecord) -> Primary:
-    """The first metric of the first protocol."""
+    """The first metric under the primary protocol (`report_protocols`)."""
     spec = parse_metric(record.metrics[0])
-    return Primary(record.protocols[0], spec.name, spec.kind in LOWER_IS_BETTER)
+    return Primary(report_protocols(record)[0], spec.name, spec.kind in LOWER_IS_BETTER)
 
 
 def seed_mean(runs: list[ModelRecord], protocol: str, name: str) -> float:
@@ -118,11 +143,12 @@ def leaderboard(record: ExperimentRecord, summaries: Intervals | None = None) ->
     primary = primary_metric(record)
     groups = runs_by_label(record)
     order = ranked_labels(record)
-    columns = [(p, name) for p in record.protocols for name in metric_names(record, p)]
+    columns = [(p, name) for p in report_protocols(record) for name in metric_names(record, p)]
     summaries = intervals(record) if summaries is None else summaries
     tests = paired_against_best(record)
     multi = len(record.protocols) > 1
-    header = (["rank", "model", "seeds"] + [f"{n} ({p})" if multi else n for p, n in columns]
+    header = (["rank", "model", "seeds"]
+              + [f"{n} ({protocol_label(p)})" if multi else n for p, n in columns]
               + [f"Δ {primary.name} vs best", "t-test p", "Wilcoxon p", "fit s"])
     rows = []
     for rank, label in enumerate(order, 1):

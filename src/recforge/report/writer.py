@@ -22,6 +22,8 @@ from recforge.report.tables import (
     intervals,
     leaderboard,
     primary_metric,
+    protocol_label,
+    report_protocols,
     runs_by_label,
     seed_mean,
 )
@@ -50,13 +52,13 @@ class _Builder:
     def leaderboard(self) -> Section:
         summaries = intervals(self.record)
         section = Section("Leaderboard", [INTERVAL_RULE], [leaderboard(self.record, summaries)])
-        for protocol in self.record.protocols:
+        for protocol in report_protocols(self.record):
             frames = self._interval_frames(protocol, summaries)
             if frames[0].empty:
                 continue
             path, fig = self.figure(f"metrics_{protocol}",
-                                    f"Metrics under the {protocol} protocol: mean over seeds, "
-                                    "95% bootstrap interval of the first seed.")
+                                    f"Metrics under the {protocol_label(protocol)} protocol: "
+                                    "mean over seeds, 95% bootstrap interval of the first seed.")
             figures.metric_bars(frames[0], self.colours, path, frames[1], frames[2])
             section.figures.append(fig)
         return section
@@ -203,8 +205,8 @@ def _lead(record: ExperimentRecord) -> list[str]:
     return [(f"Dataset {record.dataset}, split {split}; "
              f"{len(record.test_users):,} test users, {record.train.n_users:,} users x "
              f"{record.train.n_items:,} items, {len(record.train):,} training interactions. "
-             f"Protocols: {', '.join(record.protocols)}. Primary metric: {primary.name} "
-             f"({primary.protocol}).")]
+             f"Protocols: {', '.join(map(protocol_label, report_protocols(record)))}. "
+             f"Primary metric: {primary.name} ({primary.protocol}).")]
 
 
 def write_report(record: ExperimentRecord, out_dir: str | Path) -> dict[str, Path]:
