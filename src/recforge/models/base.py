@@ -5,6 +5,16 @@ the same name; learned state is set by ``fit`` in attributes with a trailing und
 Users and items are *internal indices* of the training `Interactions` id maps (use
 ``train.user_map.to_index`` to convert external ids).
 
+The scoring contract: `score(queries, candidates)` scores the given candidate items of each
+query (or the whole catalogue), where a query (`recforge.data.query.QueryBatch`) is a user
+index or none (``-1``), a history of items with timestamps and per-request context; user
+indices stand for queries with the users' training history (`training_history`).
+`recommend` and `predict` are thin conveniences over `score`, and every protocol, the
+`recforge.retrieval.Retriever` and the MMR re-ranker call only these public methods. A model
+implements `score` itself, or the hooks below it (`_score` per known user, `_score_batch` per
+batch of queries), and `fit` (the base `fit` sets the shared state, then calls `_fit`); it
+declares what it needs in `consumes` (`CAPABILITIES`).
+
 Cold start: a user index outside ``[0, n_users_)`` (e.g. ``-1`` from an unknown external id),
 or a user with no training interactions, is scored by item popularity in the training data;
 `predict` returns the model's `fallback_prediction` for such pairs and for unknown items.
@@ -48,10 +58,19 @@ _SPARSE_SUFFIX = ("__data", "__indices", "__indptr", "__shape")
 
 #: what a model may consume: user x item ``interactions``, explicit ``ratings``, event
 #: ``timestamps``, ``user_features`` / ``item_features`` side tables, per-event ``context``
-#: of its queries (the request time, a device), and the order of each query's history
-#: (``sequences``)
+#: of its queries (the request time, a device), and each query's own history, in time order
+#: (``sequences``), rather than the training interactions of its user
 CAPABILITIES = frozenset({"interactions", "ratings", "timestamps", "user_features",
                           "item_features", "context", "sequences"})
+
+
+#: old hyperparameter name -> the one every model now uses (``reg`` for a penalty in the
+#: objective, ``learning_rate``, ``init_std`` for the spread of initial weights, ``threads``);
+#: passing an old name fails saying the new one, a saved model's old names load silently
+RENAMED_PARAMS: dict[str, str] = {
+    "lr": "learning_rate", "regularization": "reg", "bias_regularization": "reg_bias",
+    "init_scale": "init_std", "num_threads": "threads",
+}
 
 
 class NotFittedError(RuntimeError):
@@ -65,6 +84,9 @@ def _validating(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: Recommender, *args: Any, **kwargs: Any) -> None:
         outermost = "_constructing" not in self.__dict__
+        if outermost:  # an unknown (or renamed) keyword fails as a ParameterError naming it
+            valid = self._param_names()
+            self.validate_params({k: v for k, v in kwargs.items() if k not in valid})
         self.__dict__["_constructing"] = True
         try:
             init(self, *args, **kwargs)
@@ -137,10 +159,21 @@ class Recommender:
         valid = cls._param_names()
         for key in params:
             if key not in valid:
-                raise parameter_error(f"{where}{key}", f"{cls.__name__} has no parameter "
-                                                       f"{key!r}{did_you_mean(key, valid)}; "
+                new = RENAMED_PARAMS.get(key)
+                hint = f": renamed to {new!r}" if new in valid else did_you_mean(key, valid)
+                shown = key if str(key).isprintable() else repr(key)  # the error is one line
+                raise parameter_error(f"{where}{shown}", f"{cls.__name__} has no parameter "
+                                                       f"{key!r}{hint}; "
                                                        f"valid: {', '.join(valid)}")
         return check_all(cls.rules(), params, where)
+
+    @classmethod
+    def saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters recorded in a saved model with old names (`RENAMED_PARAMS`) mapped
+        to the current ones, silently: saved folders are the user's data."""
+        valid = cls._param_names()
+        return {RENAMED_PARAMS[k] if RENAMED_PARAMS.get(k) in valid else k: v
+                for k, v in params.items()}
 
     def _check_own_params(self) -> None:
         checked = self.validate_params({name: getattr(self, name)
@@ -201,24 +234,23 @@ class Recommender:
                     f"{key}; {self.divergence_hint}")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        raise NotImplementedError
+        """Learn the model's own state after `fit` has set the base state (nothing here)."""
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Scores of every item for known users: a ``(len(users), n_items_)`` float array."""
         raise NotImplementedError
 
     def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Scores of (user, item) pairs, both known; gathers from `_score` by default."""
+        """Scores of (user, item) pairs, both known: `score` of each distinct user with their
+        items as candidates."""
+        distinct, inverse = np.unique(users, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        counts = np.bincount(inverse, minlength=len(distinct))
+        column = np.arange(len(users)) - np.repeat(np.cumsum(counts) - counts, counts)
+        candidates = np.full((len(distinct), counts.max(initial=0)), -1, dtype=np.int64)
+        candidates[inverse[order], column] = items[order]
         out = np.empty(len(users), dtype=np.float32)
-        order = np.argsort(users, kind="stable")
-        uniq, start = np.unique(users[order], return_index=True)
-        bounds = np.append(start, len(order))
-        for lo in range(0, len(uniq), self.batch_size):
-            chunk = uniq[lo:lo + self.batch_size]
-            rows = self._score(chunk)
-            for r in range(len(chunk)):
-                sel = order[bounds[lo + r]:bounds[lo + r + 1]]
-                out[sel] = rows[r, items[sel]]
+        out[order] = self.score(distinct, candidates)[inverse[order], column]
         return out
 
     @property
@@ -247,7 +279,7 @@ class Recommender:
         self.check_fitted()
         return QueryBatch.from_users(users, self.seen_)
 
-    def _queries(self, queries: Any) -> QueryBatch:
+    def as_queries(self, queries: Any) -> QueryBatch:
         """``queries`` as a `QueryBatch`: user indices get their training history."""
         return queries if isinstance(queries, QueryBatch) else self.training_history(queries)
 
@@ -260,7 +292,7 @@ class Recommender:
         ``-inf``; so do NaN scores. Users the model cannot score (unknown, no training
         interactions) get popularity scores unless the model reads their history."""
         self.check_fitted()
-        queries = self._queries(queries)
+        queries = self.as_queries(queries)
         cands = None if candidates is None else pad_candidates(candidates, len(queries))
         n_cols = self.n_items_ if cands is None else cands.shape[1]
         out = np.empty((len(queries), n_cols), dtype=np.float32)
@@ -269,7 +301,7 @@ class Recommender:
             block = self._score_batch(queries.take(sl) if len(queries) > self.batch_size
                                       else queries)
             np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
-            out[sl] = block if cands is None else _gather_scores(block, cands[sl])
+            out[sl] = block if cands is None else candidate_scores(block, cands[sl])
         return out
 
     def _score_batch(self, queries: QueryBatch) -> np.ndarray:
@@ -296,7 +328,7 @@ class Recommender:
         """
         self.check_fitted()
         k = CUTOFF.check("k", k)
-        queries = self._queries(users)
+        queries = self.as_queries(users)
         out_items = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for lo in range(0, len(queries), self.batch_size):
@@ -430,17 +462,18 @@ class Recommender:
         Folders of format 1 (before markers and fingerprints) still load. A missing, damaged
         or inconsistent file raises `recforge.errors.CorruptFileError` (an input error) with
         one line naming the file and what is wrong."""
-        from recforge.models.registry import get_model_class
+        from recforge.models.registry import saved_model_class
 
         path = Path(path)
         meta = read_metadata(path, MODEL_FILE, "model", FORMAT_VERSION, legacy_versions=(1,))
         meta_file = path / MODEL_FILE
         _check_model_meta(meta, meta_file)
         try:
-            model_cls = get_model_class(meta["model"])
+            model_cls = saved_model_class(meta["model"])
             if cls is not Recommender and not issubclass(model_cls, cls):
                 raise InputError(f"it holds a {model_cls.__name__}, not a {cls.__name__}")
-            model = model_cls(**model_cls.validate_params(meta["params"], where="params."))
+            params = model_cls.saved_params(meta["params"])
+            model = model_cls(**model_cls.validate_params(params, where="params."))
         except (InputError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{meta_file}: {first_line(exc)}") from None
         state = {**meta["state"], **_read_arrays(path / ARRAYS_FILE, meta["sparse"])}
@@ -636,7 +669,7 @@ def pad_candidates(candidates: Any, n: int) -> np.ndarray:
     return padded
 
 
-def _gather_scores(block: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+def candidate_scores(block: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """``block[q, candidates[q, j]]``, ``-inf`` where the candidate is outside the catalogue."""
     inside = (candidates >= 0) & (candidates < block.shape[1])
     picked = np.take_along_axis(block, np.where(inside, candidates, 0), axis=1)
