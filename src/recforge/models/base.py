@@ -64,15 +64,6 @@ CAPABILITIES = frozenset({"interactions", "ratings", "timestamps", "user_feature
                           "item_features", "context", "sequences"})
 
 
-#: old hyperparameter name -> the one every model now uses (``reg`` for a penalty in the
-#: objective, ``learning_rate``, ``init_std`` for the spread of initial weights, ``threads``);
-#: passing an old name fails saying the new one, a saved model's old names load silently
-RENAMED_PARAMS: dict[str, str] = {
-    "lr": "learning_rate", "regularization": "reg", "bias_regularization": "reg_bias",
-    "init_scale": "init_std", "num_threads": "threads",
-}
-
-
 class NotFittedError(RuntimeError):
     """A model was used before `fit`."""
 
@@ -84,9 +75,6 @@ def _validating(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: Recommender, *args: Any, **kwargs: Any) -> None:
         outermost = "_constructing" not in self.__dict__
-        if outermost:  # an unknown (or renamed) keyword fails as a ParameterError naming it
-            valid = self._param_names()
-            self.validate_params({k: v for k, v in kwargs.items() if k not in valid})
         self.__dict__["_constructing"] = True
         try:
             init(self, *args, **kwargs)
@@ -159,21 +147,10 @@ class Recommender:
         valid = cls._param_names()
         for key in params:
             if key not in valid:
-                new = RENAMED_PARAMS.get(key)
-                hint = f": renamed to {new!r}" if new in valid else did_you_mean(key, valid)
-                shown = key if str(key).isprintable() else repr(key)  # the error is one line
-                raise parameter_error(f"{where}{shown}", f"{cls.__name__} has no parameter "
-                                                       f"{key!r}{hint}; "
+                raise parameter_error(f"{where}{key}", f"{cls.__name__} has no parameter "
+                                                       f"{key!r}{did_you_mean(key, valid)}; "
                                                        f"valid: {', '.join(valid)}")
         return check_all(cls.rules(), params, where)
-
-    @classmethod
-    def saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """The parameters recorded in a saved model with old names (`RENAMED_PARAMS`) mapped
-        to the current ones, silently: saved folders are the user's data."""
-        valid = cls._param_names()
-        return {RENAMED_PARAMS[k] if RENAMED_PARAMS.get(k) in valid else k: v
-                for k, v in params.items()}
 
     def _check_own_params(self) -> None:
         checked = self.validate_params({name: getattr(self, name)
@@ -462,18 +439,17 @@ class Recommender:
         Folders of format 1 (before markers and fingerprints) still load. A missing, damaged
         or inconsistent file raises `recforge.errors.CorruptFileError` (an input error) with
         one line naming the file and what is wrong."""
-        from recforge.models.registry import saved_model_class
+        from recforge.models.registry import get_model_class
 
         path = Path(path)
         meta = read_metadata(path, MODEL_FILE, "model", FORMAT_VERSION, legacy_versions=(1,))
         meta_file = path / MODEL_FILE
         _check_model_meta(meta, meta_file)
         try:
-            model_cls = saved_model_class(meta["model"])
+            model_cls = get_model_class(meta["model"])
             if cls is not Recommender and not issubclass(model_cls, cls):
                 raise InputError(f"it holds a {model_cls.__name__}, not a {cls.__name__}")
-            params = model_cls.saved_params(meta["params"])
-            model = model_cls(**model_cls.validate_params(params, where="params."))
+            model = model_cls(**model_cls.validate_params(meta["params"], where="params."))
         except (InputError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{meta_file}: {first_line(exc)}") from None
         state = {**meta["state"], **_read_arrays(path / ARRAYS_FILE, meta["sparse"])}
