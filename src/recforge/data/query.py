@@ -106,12 +106,9 @@ class QueryBatch:
             times = _flat([np.asarray(t, np.int64) for t in timestamps if len(t)])
             if len(times) != len(items):
                 raise InputError("timestamps must give one time per history item")
-        keep = items >= 0
-        counts = np.bincount(np.repeat(np.arange(len(users)), lengths)[keep],
-                             minlength=len(users))
         columns = {name: np.asarray(col) for name, col in (context or {}).items()}
-        return cls(index, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                   items[keep], None if times is None else times[keep], columns)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return cls(index, indptr, items, times, columns).with_items(items >= 0)
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -141,12 +138,22 @@ class QueryBatch:
                           {name: col[rows] for name, col in self.context.items()})
 
     def history_matrix(self, n_items: int) -> sp.csr_matrix:
-        """The histories as a binary ``(len(self), n_items)`` matrix (items outside the
-        catalogue are left out)."""
-        rows = np.repeat(np.arange(len(self)), self.lengths)
-        ok = (self.items >= 0) & (self.items < n_items)
-        return sp.csr_matrix((np.ones(ok.sum(), dtype=np.float32), (rows[ok], self.items[ok])),
-                             shape=(len(self), n_items))
+        """The histories as a ``(len(self), n_items)`` matrix counting each item's events
+        (items outside the catalogue are left out)."""
+        inside = (self.items >= 0) & (self.items < n_items)
+        if inside.all():
+            return sp.csr_matrix((np.ones(len(self.items), dtype=np.float32), self.items,
+                                  self.indptr), shape=(len(self), n_items))
+        return self.with_items(inside).history_matrix(n_items)
+
+    def with_items(self, keep: np.ndarray) -> QueryBatch:
+        """The batch with only the history entries where ``keep`` is True."""
+        counts = np.bincount(np.repeat(np.arange(len(self)), self.lengths)[keep],
+                             minlength=len(self))
+        return QueryBatch(self.users, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                          self.items[keep],
+                          None if self.timestamps is None else self.timestamps[keep],
+                          self.context)
 
 
 class HistoryIndex:
