@@ -11,6 +11,7 @@ import torch
 from test_ials import planted_clusters
 
 from recforge.data import Interactions
+from recforge.data.codec import FeatureCodec
 from recforge.data.features import SideTable
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
@@ -67,7 +68,8 @@ def test_features_reach_the_module(fitted: TwoTower, featured: Interactions) -> 
     # year + genres multi-hot + hashed title
     n_genres = len(featured.item_features.multihot["genres"][0])
     assert widths["dense"] == 1 + n_genres + 256
-    assert set(fitted.user_codec_["categorical"]) == {"age_bucket", "gender", "occupation"}
+    user_codec = FeatureCodec.from_dict(fitted.user_codec_)
+    assert set(user_codec.names("categorical")) == {"age_bucket", "gender", "occupation"}
     assert fitted.module_.user_cats.max() > 0 and fitted.module_.item_dense.abs().sum() > 0
 
 

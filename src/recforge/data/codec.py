@@ -338,10 +338,9 @@ def _tokens(values: Any, separator: str) -> tuple[np.ndarray, np.ndarray]:
         order = np.lexsort((coo.col[keep], coo.row[keep]))
         return (coo.row[keep][order].astype(np.int64),
                 np.asarray(labels, dtype=str)[coo.col[keep][order]])
-    series = pd.Series(np.asarray(values, dtype=object), dtype=object)
-    texts = series.map(lambda v: isinstance(v, str), na_action="ignore").fillna(False)
-    if texts.to_numpy(dtype=bool).any():
-        series = series.where(~texts.to_numpy(dtype=bool), series.str.split(separator))
+    series = pd.Series(list(values), dtype=object)
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        series = series.str.split(separator)
     flat = series.explode()
     keep = flat.notna().to_numpy()
     tokens, missing = _texts(flat.to_numpy()[keep])

@@ -30,8 +30,10 @@ Cold start: ids without training interactions (and ``id_dropout`` of the known o
 training) use a shared "unknown" id row, so the towers learn to work from features and
 history alone. `encode_items` embeds new items from their features; `encode_users` new users
 from features and/or a short history of item indices. Unknown categories, missing columns,
-unknown item indices in a history and missing texts map to the unknown/zero inputs. Feature
-vocabularies and statistics are saved as JSON, feature tensors as arrays (no pickle).
+unknown item indices in a history and missing texts map to the unknown/zero inputs. Side
+features go through `recforge.data.codec.FeatureCodec` (its JSON description is saved with
+the model), histories through `recforge.data.sequences.Sequences`; feature tensors are
+saved as arrays (no pickle).
 
 Defaults were chosen on validation data carved from training data only, never on a test split
 (``benchmarks/bench_two_tower.py --tune``, per-epoch curves in
@@ -58,15 +60,17 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recforge.data.codec import INDEX_KINDS, FeatureCodec
 from recforge.data.features import SideTable
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
+from recforge.data.sequences import Sequences, pad_histories
 from recforge.data.text import METHODS, embed_texts, resolve_method
+from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
 from recforge.nn.batching import Batch
@@ -97,116 +101,40 @@ MAX_UNIFORM_NEGATIVES = 100_000
 
 
 # ---------------------------------------------------------------------- feature encoding
-def fit_codec(table: SideTable | None, prefix: dict[str, int],
-              text_columns: Sequence[str], text_method: str) -> dict[str, Any]:
-    """A JSON-able description of how to encode ``table``'s columns: categorical vocabularies
-    (index 0 is unknown), numeric mean and spread, multi-hot labels, text columns."""
-    if table is None:
-        return {"categorical": {}, "numeric": {}, "multihot": {}, "text": {}, "prefix": {}}
-    used_prefix = {c: n for c, n in prefix.items() if c in table.categorical}
-    vocab = {c: sorted({str(v) for v in _categories(table, c, used_prefix) if v is not None})
-             for c in table.categorical}
-    numeric = {c: [float(np.nanmean(v)) if np.isfinite(v).any() else 0.0,
-                   float(np.nanstd(v)) if np.isfinite(v).sum() > 1 else 1.0]
-               for c, v in table.numeric.items()}
-    texts = [c for c in text_columns if c in table.text]
-    return {"categorical": vocab, "numeric": numeric, "prefix": used_prefix,
-            "multihot": {c: labels for c, (labels, _) in table.multihot.items()},
-            "text": {c: text_method for c in texts}}
+def fit_codec(table: SideTable | None, prefix: dict[str, int]) -> dict[str, Any]:
+    """The JSON-able description of a `FeatureCodec` fitted on ``table``'s categorical (cut
+    to ``prefix``), numeric (standardised) and multihot columns."""
+    return FeatureCodec.for_side_table(table, prefix).fit(table).to_dict()
 
 
-def _categories(table: SideTable, column: str, prefix: dict[str, int]) -> np.ndarray:
-    values = table.categorical[column]
-    if column not in prefix:
-        return values
-    cut = pd.Series(values, dtype=object).str.slice(0, prefix[column])
-    return cut.where(cut.notna(), None).to_numpy(dtype=object)
-
-
-def encode_table(table: SideTable | None, codec: dict[str, Any],
+def encode_table(table: SideTable | None, codec: dict[str, Any], texts: dict[str, str],
                  n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """``(categorical indices (n, C) int64, dense features (n, D) float32)`` of ``table`` by
-    ``codec``; missing columns, unknown categories and NaNs give the unknown/zero inputs."""
-    cats = np.zeros((n_rows, len(codec["categorical"])), dtype=np.int64)
-    dense: list[np.ndarray] = []
-    present = table is not None
-    for j, (column, vocab) in enumerate(codec["categorical"].items()):
-        if present and column in table.categorical:
-            values = pd.Series(_categories(table, column, codec["prefix"]), dtype=object)
-            values = values.astype(str).where(values.notna(), None)
-            cats[:, j] = pd.Index(vocab, dtype=object).get_indexer(values) + 1
-    for column, (mean, spread) in codec["numeric"].items():
-        raw = table.numeric.get(column) if present else None
-        values = np.full(n_rows, mean, np.float32) if raw is None else raw
-        dense.append(np.nan_to_num((values - mean) / (spread or 1.0))[:, None])
-    for column, labels in codec["multihot"].items():
-        dense.append(_multihot(table if present else None, column, labels, n_rows))
-    for column, method in codec["text"].items():
-        texts = table.text.get(column) if present else None
-        dense.append(embed_texts([None] * n_rows if texts is None else texts, method))
-    width = sum(d.shape[1] for d in dense)
-    out = np.concatenate(dense, axis=1) if dense else np.zeros((n_rows, 0))
-    return cats, out.astype(np.float32).reshape(n_rows, width)
-
-
-def _multihot(table: SideTable | None, column: str, labels: list[str], n_rows: int) -> np.ndarray:
-    out = np.zeros((n_rows, len(labels)), dtype=np.float32)
-    if table is None or column not in table.multihot:
-        return out
-    own_labels, matrix = table.multihot[column]
-    target = pd.Index(labels).get_indexer(own_labels)
-    keep = target >= 0
-    out[:, target[keep]] = matrix.toarray()[:, keep]
-    return out
+    ``codec`` (`FeatureCodec.index_and_dense`), then the embeddings of the ``texts`` columns
+    (column -> `embed_texts` method); missing columns, unknown categories, NaNs and missing
+    texts give the unknown/zero inputs."""
+    cats, dense = FeatureCodec.from_dict(codec).index_and_dense(table, n_rows)
+    embedded = [embed_texts(table.text[c] if table is not None and c in table.text
+                            else [None] * n_rows, method) for c, method in texts.items()]
+    return cats, np.concatenate([dense, *embedded], axis=1).astype(np.float32)
 
 
 def codec_widths(codec: dict[str, Any], dense_width: int) -> dict[str, Any]:
     """Input sizes of a tower: vocabulary sizes (with the unknown entry) and dense width."""
-    return {"cardinalities": [len(v) + 1 for v in codec["categorical"].values()],
+    fitted = FeatureCodec.from_dict(codec)
+    sizes = fitted.sizes()
+    return {"cardinalities": [sizes[name] for name in fitted.names(*INDEX_KINDS)],
             "dense": int(dense_width)}
-
-
-# ---------------------------------------------------------------------- histories
-def _time_order(train: Interactions) -> np.ndarray:
-    """Interaction positions sorted by user, then timestamp (data order without), then item."""
-    when = train.timestamps if train.timestamps is not None else np.arange(len(train))
-    return np.lexsort((train.items, when, train.users))
-
-
-def _window(items: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: int,
-            pad: int) -> np.ndarray:
-    """Rows of the ``length`` entries of ``items`` before ``ends`` (not before ``starts``),
-    oldest first, left-padded with ``pad``."""
-    idx = ends[:, None] - length + np.arange(length)
-    return np.where(idx >= starts[:, None], items[np.maximum(idx, 0)], pad)
 
 
 def histories(train: Interactions, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                           np.ndarray]:
     """``(users, items, history before each, final history per user)``: every training
-    interaction with the ``length`` items its user had before it, and each user's last
-    ``length`` items; padding is ``n_items``."""
-    order = _time_order(train)
-    users, items = train.users[order], train.items[order]
-    counts = np.bincount(users, minlength=train.n_users)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    before = _window(items, np.arange(len(items)), starts[users], length, train.n_items)
-    final = _window(items, starts + counts, starts, length, train.n_items)
-    return users, items, before, final
-
-
-def pad_histories(history: Sequence[Sequence[int]], length: int, known: np.ndarray,
-                  pad: int) -> np.ndarray:
-    """A ``(len(history), length)`` array of each sequence's last ``length`` items (oldest
-    first); indices outside the catalogue or of items without training data become ``pad``."""
-    sizes = np.array([len(h) for h in history], dtype=np.int64)
-    flat = np.concatenate([np.asarray(h, dtype=np.int64).ravel() for h in history]
-                          + [np.zeros(0, np.int64)])
-    inside = (flat >= 0) & (flat < len(known))
-    flat = np.where(inside, flat, pad)
-    flat[inside] = np.where(known[flat[inside]], flat[inside], pad)
-    ends = np.cumsum(sizes)
-    return _window(flat, ends, ends - sizes, length, pad)
+    interaction (users in order, each in time order, equal timestamps by item index) with
+    the ``length`` items its user had before it, and each user's last ``length`` items;
+    padding is ``n_items`` (`Sequences`)."""
+    seq = Sequences.from_interactions(train, ties="item-id")
+    return seq.users, seq.items, seq.prefix_windows(length), seq.padded(length)
 
 
 # ---------------------------------------------------------------------- module
@@ -375,13 +303,16 @@ class TwoTower(TorchRecommender):
                               self.id_dim, self.cat_dim, self.layers, self.history_length,
                               self.temperature, self.learn_temperature, self.id_dropout)
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
         prefix = DEFAULT_PREFIX if self.category_prefix is None else self.category_prefix
         method = resolve_method(self.text_method) if self.text_columns else "hashed"
-        self.user_codec_ = fit_codec(train.user_features, prefix, (), method)
-        self.item_codec_ = fit_codec(train.item_features, prefix, self.text_columns, method)
-        self._features = (encode_table(train.user_features, self.user_codec_, train.n_users),
-                          encode_table(train.item_features, self.item_codec_, train.n_items))
+        items = train.item_features
+        self.user_codec_ = fit_codec(train.user_features, prefix)
+        self.item_codec_ = fit_codec(items, prefix)
+        self.item_texts_ = {c: method for c in self.text_columns
+                            if items is not None and c in items.text}
+        self._features = (encode_table(train.user_features, self.user_codec_, {}, train.n_users),
+                          encode_table(items, self.item_codec_, self.item_texts_, train.n_items))
         self.user_widths_ = codec_widths(self.user_codec_, self._features[0][1].shape[1])
         self.item_widths_ = codec_widths(self.item_codec_, self._features[1][1].shape[1])
         try:
@@ -496,7 +427,7 @@ class TwoTower(TorchRecommender):
     def encode_items(self, features: SideTable) -> np.ndarray:
         """Embeddings (as in `item_embeddings`, last column 0) of new items from their
         features alone."""
-        cats, dense = encode_table(features, self.item_codec_, len(features))
+        cats, dense = encode_table(features, self.item_codec_, self.item_texts_, len(features))
         ids = np.full(len(features), -1, dtype=np.int64)
         vectors = self._vectors(self.module_.encode_items, ids, cats, dense)
         return self._with_fallback_column(vectors, np.zeros(len(features)))
@@ -510,7 +441,7 @@ class TwoTower(TorchRecommender):
         n = len(features) if features is not None else len(history)
         if history is not None and len(history) != n:
             raise ValueError(f"{len(history)} histories for {n} users")
-        cats, dense = encode_table(features, self.user_codec_, n)
+        cats, dense = encode_table(features, self.user_codec_, {}, n)
         pad = self.n_items_
         rows = (np.full((n, self.history_length), pad, dtype=np.int64) if history is None else
                 pad_histories(history, self.history_length, self.popularity_ > 0, pad))
