@@ -75,6 +75,15 @@ def test_constant_numeric_column_does_not_divide_by_zero() -> None:
     assert codec.transform({"x": np.array([1.0, 3.0])})["x"].tolist() == [0.0, 2.0]
 
 
+def test_numbers_read_as_text_and_garbage_do_not_crash() -> None:
+    codec = FeatureCodec([Field("x", "numeric"), Field("b", "bucketised", column="x",
+                                                       bins=2)])
+    codec.fit({"x": np.array(["1", "3", "abc", None, ""], dtype=object)})
+    assert codec.state["x"] == {"mean": 2.0, "std": 1.0}
+    out = codec.transform({"x": np.array(["3", "inf", None], dtype=object)})
+    assert out["x"].tolist() == [1.0, 0.0, 0.0] and out["b"].tolist() == [2, 0, 0]
+
+
 def test_bucketised_uses_training_quantiles(codec: FeatureCodec) -> None:
     # median of 20, 30, 40, 30 is 30: bins (-inf, 30) -> 1 and [30, inf) -> 2
     assert codec.state["age_bin"]["boundaries"] == [30.0]

@@ -13,8 +13,9 @@ sequence padding) and known values are ``1..V`` in sorted order of their text.
 * ``hashed``: ``1 + h(text) mod buckets`` with pandas' fixed-key SipHash (the same on every
   run and machine), missing values 0; nothing is learned. ``size`` ``buckets + 1``.
 * ``numeric``: ``(x - mean) / std`` with the mean and population standard deviation of the
-  finite training values (``std`` 1 when there are fewer than two or it is 0); missing and
-  non-finite values become 0 (the mean). Output: float32 ``(n,)``; ``size`` 1.
+  finite training values (``std`` 1 when there are fewer than two or it is 0); missing,
+  non-numeric and non-finite values become 0 (the mean). Output: float32 ``(n,)``;
+  ``size`` 1.
 * ``bucketised``: numbers cut at the distinct ``bins``-quantiles of the finite training
   values (``b`` boundaries): ``1 + (number of boundaries <= x)``, missing values 0.
   ``size`` ``b + 2``.
@@ -365,8 +366,12 @@ def _lookup(vocab: np.ndarray, texts: np.ndarray) -> np.ndarray:
 
 def _numbers(values: Any) -> np.ndarray:
     """float64 values, NaN where missing, non-numeric or infinite."""
-    numbers = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
-    out = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    raw = np.asarray(values)
+    if raw.dtype.kind in "biuf":
+        out = raw.astype(np.float64)
+    else:
+        out = pd.to_numeric(pd.Series(raw.astype(object)), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan)
     return np.where(np.isfinite(out), out, np.nan)
 
 
@@ -394,10 +399,10 @@ def _fit_field(field: Field, values: Any) -> dict[str, Any]:
 def _fit_numeric(values: Any) -> dict[str, Any]:
     if values is None:
         return {"mean": 0.0, "std": 1.0}
-    raw = np.asarray(values, dtype=np.float32)
+    raw = _numbers(values).astype(np.float32)
     finite = np.isfinite(raw)
-    mean = float(np.nanmean(np.where(finite, raw, np.nan))) if finite.any() else 0.0
-    std = float(np.nanstd(np.where(finite, raw, np.nan))) if finite.sum() > 1 else 1.0
+    mean = float(np.nanmean(raw)) if finite.any() else 0.0
+    std = float(np.nanstd(raw)) if finite.sum() > 1 else 1.0
     return {"mean": mean, "std": std or 1.0}
 
 
@@ -405,8 +410,8 @@ def _encode(field: Field, state: dict[str, Any], values: Any, n: int) -> Encoded
     kind = field.kind
     if kind == "numeric":
         raw = np.full(n, state["mean"], np.float32) if values is None else \
-            np.asarray(values, dtype=np.float32)
-        return np.nan_to_num((raw - state["mean"]) / state["std"], posinf=0.0, neginf=0.0)
+            _numbers(values).astype(np.float32)
+        return np.nan_to_num((raw - state["mean"]) / state["std"])
     if kind == "multihot":
         vocab = state["vocabulary"]
         rows, tokens = (np.zeros(0, np.int64), np.zeros(0, str)) if values is None else \
