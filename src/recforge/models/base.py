@@ -214,7 +214,8 @@ class Recommender:
         """Learn the model's own state after `fit` has set the base state (nothing here)."""
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for known users: a ``(len(users), n_items_)`` float array."""
+        """Scores of every item for known users: a ``(len(users), n_items_)`` float array,
+        new or read-only (callers write into a fresh float32 array; never learned state)."""
         raise NotImplementedError
 
     def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -271,21 +272,28 @@ class Recommender:
         self.check_fitted()
         queries = self.as_queries(queries)
         cands = None if candidates is None else pad_candidates(candidates, len(queries))
+        if len(queries) <= self.batch_size:  # one block: no copy into a second array
+            return self._score_block(queries, cands)
         n_cols = self.n_items_ if cands is None else cands.shape[1]
         out = np.empty((len(queries), n_cols), dtype=np.float32)
         for lo in range(0, len(queries), self.batch_size):
             sl = slice(lo, lo + self.batch_size)
-            block = self._score_batch(queries.take(sl) if len(queries) > self.batch_size
-                                      else queries)
-            np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
-            out[sl] = block if cands is None else candidate_scores(block, cands[sl])
+            out[sl] = self._score_block(queries.take(sl), None if cands is None else cands[sl])
         return out
+
+    def _score_block(self, queries: QueryBatch, candidates: np.ndarray | None) -> np.ndarray:
+        """`_score_batch` with NaN as ``-inf``, gathered at ``candidates`` when given."""
+        block = self._score_batch(queries)
+        np.copyto(block, -np.inf, where=np.isnan(block))  # NaN never outranks a score
+        return block if candidates is None else candidate_scores(block, candidates)
 
     def _score_batch(self, queries: QueryBatch) -> np.ndarray:
         """Scores of every item for a batch of queries, ``(len(queries), n_items_)``: `_score`
         for known users, popularity for the rest. Models that read the queries' history or
         context override this."""
         known = self.is_known_user(queries.users)
+        if known.all():
+            return _own_float32(self._score(queries.users), (len(queries), self.n_items_))
         block = np.empty((len(queries), self.n_items_), dtype=np.float32)
         block[~known] = self.popularity_
         if known.any():
@@ -627,6 +635,19 @@ def top_items(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     out_items[:, :k_eff] = np.where(np.isfinite(val), idx, -1)
     out_scores[:, :k_eff] = val
     return out_items, out_scores
+
+
+def _own_float32(scores: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``scores`` as a writable float32 array of ``shape`` that no model state shares: the
+    array itself when it is one (a fresh product), else a copy."""
+    fresh = (isinstance(scores, np.ndarray) and scores.dtype == np.float32
+             and scores.shape == shape and scores.flags.owndata and scores.flags.writeable
+             and scores.flags.c_contiguous)
+    if fresh:
+        return scores
+    out = np.empty(shape, dtype=np.float32)
+    out[...] = scores
+    return out
 
 
 def pad_candidates(candidates: Any, n: int) -> np.ndarray:
