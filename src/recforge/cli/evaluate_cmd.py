@@ -66,7 +66,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="registered model name, e.g. ease")
     evaluate.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="a hyperparameter (repeatable)")
-    evaluate.add_argument("--protocol", default="full", help="full (default) or sampled-N")
+    evaluate.add_argument("--protocol", default="full", help="full (default), sampled-N, next-item or next-item-sampled-N")
     evaluate.add_argument("--metrics", default="ndcg@10,hr@10,recall@10,precision@10")
     evaluate.add_argument("--json", default=None, help="write the result record here")
     evaluate.set_defaults(func=cmd_evaluate)
