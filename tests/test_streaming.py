@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from recforge.data import Interactions
+from recforge.data.events import Events
 from recforge.data.readers import DataFormatError
 from recforge.data.sampling import NegativeSampler
 from recforge.data.streaming import ParquetInteractions, interaction_chunks, pair_batches
@@ -76,6 +77,15 @@ def test_pair_batches_cover_each_interaction_with_true_negatives() -> None:
     expected = pd.Series(data.users.astype(np.int64) * data.n_items + data.items).value_counts()
     assert pairs.sort_index().equals(expected.sort_index() * 3)
     assert not sampler.is_positive(users, neg).any()
+
+
+def test_events_are_chunked_like_interactions() -> None:
+    data = generate(seed=3, **DATA)
+    events = Events(data.users, data.items, user_map=data.user_map, item_map=data.item_map,
+                    labels={"click": np.ones(len(data))})
+    chunks = list(interaction_chunks(events, 1000))
+    assert [len(u) for u, _ in chunks] == [1000] * 6
+    assert np.array_equal(np.concatenate([i for _, i in chunks]), data.items)
 
 
 def test_trainer_learns_from_a_streamed_epoch() -> None:

@@ -3,7 +3,8 @@ examples (and the log itself) never have to be in memory at once.
 
 A *chunk source* yields ``(users, items)`` index arrays of at most ``chunk_rows`` rows:
 `ParquetInteractions.chunks` reads a Parquet file's row groups (in a random order when given
-a generator) in record batches; `interaction_chunks` cuts in-memory `Interactions`.
+a generator) in record batches; `interaction_chunks` cuts in-memory `Interactions` or
+`Events`.
 `pair_batches` turns chunks into BPR-style mini-batches: each chunk is shuffled, each of its
 interactions gets ``negatives`` items drawn by the shared `NegativeSampler`, and the triples
 are cut into batches of ``batch_size`` (the last batch of a chunk may be shorter). Memory is
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recforge.data.events import Events
 from recforge.data.interactions import IdMap, Interactions, external_ids
 from recforge.data.readers import DataFormatError
 from recforge.data.sampling import NegativeSampler
@@ -123,10 +125,10 @@ class ParquetInteractions:
         return matrix
 
 
-def interaction_chunks(data: Interactions, chunk_rows: int,
+def interaction_chunks(data: Interactions | Events, chunk_rows: int,
                        rng: np.random.Generator | None = None) -> Iterator[Chunk]:
-    """``(users, items)`` of ``data`` in consecutive chunks of ``chunk_rows`` rows (in a
-    random order of chunks drawn from ``rng`` when given)."""
+    """``(users, items)`` of in-memory interactions or events in consecutive chunks of
+    ``chunk_rows`` rows (in a random order of chunks drawn from ``rng`` when given)."""
     chunk_rows = COUNT.check("chunk_rows", chunk_rows)
     starts = np.arange(0, len(data), chunk_rows)
     if rng is not None:
