@@ -126,8 +126,8 @@ def exact_top(model: Recommender, users: np.ndarray) -> np.ndarray:
     """The exact top ``K`` (seen excluded) of every query, in bulk."""
     vectors = model.item_embeddings()
     index = ExactIndex().build(vectors)
-    seen = model.seen_
-    exclude = [seen.indices[seen.indptr[u]:seen.indptr[u + 1]] for u in users]
+    seen = model.training_history(users)
+    exclude = [seen.history(q) for q in range(len(users))]
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     ids, _ = index.search(model.user_embeddings(users), K, exclude=exclude)
     single_thread()

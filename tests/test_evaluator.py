@@ -81,7 +81,7 @@ def tied_scores(train: Interactions, seed: int = 1) -> np.ndarray:
 def reference_full(model: Recommender, test: Interactions, user: int, k: int) -> dict[str, float]:
     """Metrics of one user from the definitions, by sorting the user's candidates."""
     scores = model.score([user])[0].astype(np.float64)
-    seen = set(model.seen_[user].indices) if model.is_known_user([user])[0] else set()
+    seen = set(model.training_history([user]).history(0).tolist())
     gains = {int(i): float(r) for i, r in zip(test.items[test.users == user],
                                               test.ratings[test.users == user])}
     candidates = [i for i in range(len(scores)) if i not in seen]

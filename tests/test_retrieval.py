@@ -291,7 +291,7 @@ def test_similar_matches_similar_items(fitted, data: Interactions) -> None:
 
 
 def test_recommend_for_uses_the_encoder_or_popularity(fitted, data: Interactions) -> None:
-    seen = fitted.seen_[5].indices
+    seen = fitted.training_history([5]).history(0)
     calls = []
 
     def encoder(features, history):
@@ -387,10 +387,10 @@ def test_cli_recommend_on_ml100k(ml100k_dir: Path, tmp_path: Path,
                  "--out", str(out)]) == 0
     rec = _json_out(capsys, ["recommend", "--model", str(out), "--user", "42", "--json"])
     assert len(rec["items"]) == 10 and all(r["title"] for r in rec["items"])
-    seen = load_retriever(out).model.seen_
-    internal = load_retriever(out).item_map.to_index([r["id"] for r in rec["items"]])
-    user = load_retriever(out).user_map.to_index([42])[0]
-    assert not set(internal) & set(seen[user].indices)
+    retriever = load_retriever(out)
+    internal = retriever.item_map.to_index([r["id"] for r in rec["items"]])
+    user = retriever.user_map.to_index([42])[0]
+    assert not set(internal) & set(retriever.model.training_history([user]).history(0))
     sim = _json_out(capsys, ["similar", "--model", str(out), "--item", "50", "--json"])
     assert 50 not in [r["id"] for r in sim["items"]] and len(sim["items"]) == 10
 
