@@ -59,9 +59,6 @@ class RecentPopular(Recommender):
         unique, inverse = np.unique(self.query_times(queries), return_inverse=True)
         return self._scores_at(unique)[inverse]
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return self._score_batch(QueryBatch.from_users(users))
-
     def _scores_at(self, times: np.ndarray) -> np.ndarray:
         """Item scores at each of the increasing ``times``: one pass over the events, adding
         those that enter the window's end and start as the time advances."""
