@@ -14,6 +14,8 @@ from recforge.data.splits import leave_last_out, temporal_split
 from recforge.errors import InputError
 from recforge.evaluation import Evaluator
 from recforge.evaluation.protocols import NextItem, NextItemSampled, make_protocol
+from recforge.experiments.config import parse_experiment
+from recforge.experiments.runner import run_experiment
 from recforge.models import MostPopular, Recommender
 from recforge.models.baselines.recent import SECONDS_PER_DAY, RecentPopular
 from recforge.testing import ModelContract, contract_data
@@ -149,3 +151,46 @@ def test_recent_popular_needs_timestamps() -> None:
         RecentPopular().fit(bare)
     with pytest.raises(ValueError, match="window_days"):
         RecentPopular(window_days=0)
+
+
+# ---------------------------------------------------------------------- experiments
+
+NEXT_ITEM_EXPERIMENT = """
+[experiment]
+name = "next"
+seeds = [0]
+
+[data]
+dataset = "synthetic"
+options = { n_users = 60, n_items = 80, n_interactions = 1500 }
+
+[split]
+method = "leave-last-out"
+
+[evaluation]
+protocols = ["next-item", "next-item-sampled-20"]
+metrics = ["hr", "ndcg"]
+cutoffs = [10]
+
+[[models]]
+name = "most-popular"
+
+[[models]]
+name = "recent-popular"
+params = { window_days = 60 }
+"""
+
+
+def test_an_experiment_runs_the_next_item_protocols() -> None:
+    record = run_experiment(parse_experiment(NEXT_ITEM_EXPERIMENT))
+    assert record.protocols == ["next-item", "next-item-sampled-20"]
+    assert len(record.models) == 2
+
+
+def test_an_experiment_refuses_an_unfit_model_protocol_pair_before_training(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RecentPopular, "consumes", frozenset({"interactions", "context"}))
+    monkeypatch.setattr(Recommender, "fit", lambda *a, **k: pytest.fail("trained"))
+    text = NEXT_ITEM_EXPERIMENT.replace('"next-item-sampled-20"]', '"full"]')
+    with pytest.raises(InputError, match="recent-popular cannot be evaluated by protocol full"):
+        run_experiment(parse_experiment(text))

@@ -18,7 +18,9 @@ import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.evaluation import Evaluator
+from recforge.evaluation.evaluator import check_compatible
 from recforge.evaluation.metrics import parse_metric
+from recforge.evaluation.protocols import make_protocol
 from recforge.experiments.config import Experiment, ModelSection, resolved_config
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.experiments.steps import (
@@ -55,17 +57,21 @@ def protocol_metrics(experiment: Experiment, protocol: str) -> list[str]:
 
 
 def check_data(experiment: Experiment, prepared: PreparedSplit) -> None:
-    """Problems only the loaded data shows (rating models or metrics without ratings), raised
-    before any model is trained."""
+    """Problems only the loaded data shows (rating models without ratings, a protocol the
+    split cannot serve, a model consuming what a protocol cannot give on this data:
+    `check_compatible`), raised before any model is trained."""
     from recforge.models.registry import get_model_class
 
-    if prepared.train.ratings is not None:
-        return
-    needy = [label for label, model in zip(experiment.labels(), experiment.models)
-             if get_model_class(model.name).requires_ratings]
-    if needy:
+    classes = [get_model_class(model.name) for model in experiment.models]
+    needy = [label for label, cls in zip(experiment.labels(), classes) if cls.requires_ratings]
+    if needy and prepared.train.ratings is None:
         raise ValueError(f"models {', '.join(needy)} need ratings; dataset "
                          f"{experiment.data.dataset!r} has none")
+    for name in experiment.evaluation.protocols:
+        protocol = make_protocol(name)
+        protocol.check_data(prepared.train, prepared.test)
+        for cls in classes:
+            check_compatible(cls, protocol, prepared.train, prepared.test)
 
 
 def run_experiment(experiment: Experiment, step: Step = quiet_step) -> ExperimentRecord:
