@@ -1,7 +1,7 @@
 """recforge's iALS and BPR side by side with the `implicit` library, in one process.
 
 Speed: both libraries fit the same data with the same factors, iterations and threads
-(implicit ``num_threads`` = recforge ``num_threads``; BLAS limited to one thread for both,
+(implicit ``num_threads`` = recforge ``threads``; BLAS limited to one thread for both,
 as implicit recommends), alternating between libraries for ``--repeats`` rounds after a
 warm-up (numba's compiled kernels are cached on disk; the warm-up loads them). Reported:
 median fit seconds per library and their ratio (recforge / implicit).
@@ -39,7 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from recforge.data import Interactions
-from recforge.data.datasets import load_dataset
+from recforge.data.loading import load_dataset
 from recforge.data.splits import leave_last_out, random_split
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
@@ -111,9 +111,9 @@ def quality(data: Interactions, threads: int) -> dict[str, Any]:
     """Default hyperparameters of each library on ML-100K."""
     split = leave_last_out(data)
     makers: dict[str, Callable[[], Recommender]] = {
-        "recforge-ials": lambda: ImplicitALS(num_threads=threads),
+        "recforge-ials": lambda: ImplicitALS(threads=threads),
         "implicit-als": lambda: implicit_als(num_threads=threads, random_state=0),
-        "recforge-bpr": lambda: BPR(num_threads=threads),
+        "recforge-bpr": lambda: BPR(threads=threads),
         "implicit-bpr": lambda: implicit_bpr(num_threads=threads, random_state=0),
     }
     out: dict[str, Any] = {}
@@ -135,18 +135,18 @@ def speed(data: Interactions, threads: int, repeats: int, bpr_epochs: int) -> di
     """Matched settings: 64 factors, 15 ALS iterations with 3 CG steps, BPR epochs."""
     als = compare_speed(
         "als",
-        lambda: ImplicitALS(factors=64, epochs=15, cg_steps=3, num_threads=threads),
+        lambda: ImplicitALS(factors=64, epochs=15, cg_steps=3, threads=threads),
         lambda: implicit_als(factors=64, iterations=15, num_threads=threads, random_state=0),
         data, repeats)
     bpr = compare_speed(
         "bpr",
-        lambda: BPR(factors=64, epochs=bpr_epochs, num_threads=threads),
+        lambda: BPR(factors=64, epochs=bpr_epochs, threads=threads),
         lambda: implicit_bpr(factors=64, iterations=bpr_epochs, num_threads=threads,
                              random_state=0),
         data, repeats)
     hogwild = compare_speed(
         "bpr-hogwild",
-        lambda: BPR(factors=64, epochs=bpr_epochs, hogwild=True, num_threads=threads),
+        lambda: BPR(factors=64, epochs=bpr_epochs, hogwild=True, threads=threads),
         lambda: implicit_bpr(factors=64, iterations=bpr_epochs, num_threads=threads,
                              random_state=0),
         data, repeats)
@@ -157,9 +157,9 @@ def speed(data: Interactions, threads: int, repeats: int, bpr_epochs: int) -> di
 def warm_up(threads: int) -> None:
     """Load numba's cached kernels and implicit's extensions outside the timings."""
     tiny = generate(n_users=200, n_items=100, n_interactions=4000, feedback="implicit", seed=1)
-    for make in (lambda: ImplicitALS(epochs=1, num_threads=threads),
-                 lambda: BPR(epochs=1, num_threads=threads),
-                 lambda: BPR(epochs=1, hogwild=True, num_threads=threads),
+    for make in (lambda: ImplicitALS(epochs=1, threads=threads),
+                 lambda: BPR(epochs=1, threads=threads),
+                 lambda: BPR(epochs=1, hogwild=True, threads=threads),
                  lambda: implicit_als(iterations=1, num_threads=threads),
                  lambda: implicit_bpr(iterations=1, num_threads=threads)):
         timed_fit(make, tiny)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from recforge.data import Interactions
-from recforge.data.datasets import load_dataset
+from recforge.data.loading import load_dataset
 from recforge.data.splits import leave_last_out
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator

@@ -48,14 +48,14 @@ from recforge.data.synthetic import generate
 from recforge.models import Recommender, create_model
 
 RESULTS = Path(__file__).parent / "results"
-RECFORGE_U1 = ["baseline-only", "svd", "biased-mf", "biased-mf-als", "als", "svdpp", "autorec",
+RECFORGE_U1 = ["baseline-only", "truncated-svd", "biased-mf", "biased-mf-als", "als-wr", "svdpp", "autorec",
                "item-knn", "blend"]
 PAIRS = {"biased-mf": "SVD", "svdpp": "SVDpp", "baseline-only": "BaselineOnly",
          "item-knn": "KNNBaseline"}
 #: on 10M ratings AutoRec's defaults (500 hidden units: 100M parameters, and L-BFGS keeps 10
 #: pairs of vectors that size) need ~20 GB, so the synthetic run times it smaller, per epoch
-SYNTHETIC_MODELS = ["baseline-only", "svd", "biased-mf", 'biased-mf={"strata": 1}',
-                    "biased-mf-als", "als", "svdpp", 'autorec={"hidden": 100, "epochs": 2}']
+SYNTHETIC_MODELS = ["baseline-only", "truncated-svd", "biased-mf", 'biased-mf={"strata": 1}',
+                    "biased-mf-als", "als-wr", "svdpp", 'autorec={"hidden": 100, "epochs": 2}']
 
 
 # ---------------------------------------------------------------------- Surprise side

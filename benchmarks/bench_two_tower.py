@@ -41,7 +41,7 @@ import numpy as np
 from bench_ncf import RESULTS, machine, ranking, spread
 
 from recforge.data import Interactions
-from recforge.data.datasets import load_dataset
+from recforge.data.loading import load_dataset
 from recforge.data.splits import leave_last_out
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator

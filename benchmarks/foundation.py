@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recforge.data.datasets import load_dataset
+from recforge.data.loading import load_dataset
 from recforge.data.movielens import load_ml100k_fold
 from recforge.data.splits import leave_last_out
 from recforge.evaluation import Evaluator

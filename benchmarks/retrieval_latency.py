@@ -44,8 +44,8 @@ import numpy as np
 import torch
 
 from recforge.cli.common import parse_params
-from recforge.data.datasets import load_dataset
 from recforge.data.interactions import IdMap, Interactions
+from recforge.data.loading import load_dataset
 from recforge.models import create_model
 from recforge.models.base import Recommender
 from recforge.models.factorization.factors import FactorModel

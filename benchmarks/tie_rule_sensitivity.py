@@ -24,7 +24,7 @@ from pathlib import Path
 from bench_ncf import RESULTS, machine
 
 from recforge.data import Interactions
-from recforge.data.datasets import load_dataset
+from recforge.data.loading import load_dataset
 from recforge.data.splits import TIE_RULES, leave_last_out
 from recforge.evaluation import Evaluator
 from recforge.models import create_model

@@ -7,7 +7,8 @@ import numpy as np
 from test_mf import low_rank_ratings, rmse
 
 from recforge.models import BaselineOnly
-from recforge.models.neural.autorec import LBFGS, AutoRec, _Objective
+from recforge.models.neural.autorec import AutoRec, _Objective
+from recforge.numerics import LBFGS
 from recforge.testing import ModelContract, contract_data
 
 

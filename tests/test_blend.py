@@ -12,13 +12,13 @@ from recforge.models import Recommender
 from recforge.models.factorization.blend import LinearBlend, ridge_weights
 from recforge.testing import ModelContract, contract_data
 
-FAST = {"biased-mf": {"factors": 6, "epochs": 5}, "svd": {"factors": 3},
+FAST = {"biased-mf": {"factors": 6, "epochs": 5}, "truncated-svd": {"factors": 3},
         "autorec": {"hidden": 6, "epochs": 2, "lbfgs_steps": 5}}
 
 
 class TestLinearBlend(ModelContract):
     def make_model(self, seed: int = 0) -> LinearBlend:
-        return LinearBlend(models=["biased-mf", "svd", "baseline-only"], params=FAST,
+        return LinearBlend(models=["biased-mf", "truncated-svd", "baseline-only"], params=FAST,
                            seed=seed)
 
 
@@ -70,7 +70,7 @@ def test_refit_uses_all_training_data() -> None:
 
 def test_save_load_keeps_members(tmp_path: Path) -> None:
     data = contract_data()
-    blend = LinearBlend(models=["svd", "biased-mf"], params=FAST).fit(data)
+    blend = LinearBlend(models=["truncated-svd", "biased-mf"], params=FAST).fit(data)
     loaded = Recommender.load(blend.save(tmp_path / "blend"))
     users, items = data.users[:30], data.items[:30]
     assert np.array_equal(loaded.predict(users, items), blend.predict(users, items))

@@ -73,8 +73,8 @@ def test_group_by_shard_is_a_stable_partition() -> None:
 
 def test_default_is_reproducible_across_thread_counts() -> None:
     data = contract_data()
-    one = BPR(factors=6, epochs=3, num_threads=1, seed=4).fit(data)
-    two = BPR(factors=6, epochs=3, num_threads=2, seed=4).fit(data)
+    one = BPR(factors=6, epochs=3, threads=1, seed=4).fit(data)
+    two = BPR(factors=6, epochs=3, threads=2, seed=4).fit(data)
     assert np.array_equal(one.item_factors_, two.item_factors_)
     assert np.array_equal(one.item_bias_, two.item_bias_)
     assert not hasattr(one, "_training")

@@ -19,13 +19,13 @@ from recforge.data.datasets import (
     dataset_info,
     dataset_names,
     known_checksums,
-    load_dataset,
     read_sums,
     resolve_and_verify,
     resolve_dataset,
     write_sums,
 )
 from recforge.data.download import ChecksumError, sha256_file
+from recforge.data.loading import load_dataset
 from recforge.errors import CorruptFileError
 
 ML1M_FILES = ("ratings.dat", "movies.dat", "users.dat")

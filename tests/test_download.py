@@ -22,7 +22,6 @@ from rich.console import Console
 from recforge.data import datasets, download
 from recforge.data.datasets import (
     DatasetNotFoundError,
-    load_dataset,
     read_sums,
     recorded_archive_sum,
     resolve_and_verify,
@@ -35,6 +34,7 @@ from recforge.data.download import (
     extract_zip,
     sha256_file,
 )
+from recforge.data.loading import load_dataset
 
 PAYLOAD = np.random.default_rng(0).bytes(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -124,7 +124,7 @@ def test_resolved_config_is_a_runnable_file_that_resolves_the_same() -> None:
     config = resolved_config(exp)
     assert list(config)[:6] == ["experiment", "data", "split", "evaluation", "models", "report"]
     ials = config["models"][1]
-    assert ials["params"]["factors"] == 8 and ials["params"]["regularization"] == 30.0
+    assert ials["params"]["factors"] == 8 and ials["params"]["reg"] == 30.0
     assert "seed" not in ials["params"]  # the run seeds set it
     assert config["split"] == {"method": "random", "seed": 3, "test_fraction": 0.25}
     again = parse_experiment(tomlw.dumps(config))

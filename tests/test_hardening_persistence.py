@@ -229,7 +229,7 @@ def test_train_writes_model_and_catalogue_as_one_sealed_unit(model_dir: Path,
 def test_a_catalogue_of_other_data_is_refused(tmp_path: Path, model_dir: Path,
                                               logs: tuple[Path, Path],
                                               capsys: pytest.CaptureFixture) -> None:
-    from recforge.data.datasets import load_dataset
+    from recforge.data.loading import load_dataset
 
     other = load_dataset(str(logs[1]))
     with pytest.raises(InputError, match="not those the model was trained on"):
@@ -469,7 +469,7 @@ def test_atomic_dir_without_exchange_still_replaces(tmp_path: Path,
 # ---------------------------------------------------------------------- earlier formats
 def test_a_model_saved_before_markers_and_fingerprints_still_serves(
         model_dir: Path, logs: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
-    from recforge.data.datasets import load_dataset
+    from recforge.data.loading import load_dataset
 
     expected = recommend(model_dir, capsys)
     make_legacy(model_dir)

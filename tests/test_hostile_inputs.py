@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from recforge.cli import main
-from recforge.data.datasets import load_dataset
 from recforge.data.interactions import CANONICAL_INT, Interactions
+from recforge.data.loading import load_dataset
 from recforge.data.readers import read_interactions
 from recforge.evaluation.metrics import parse_metric
 

@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from recforge.data import Interactions
-from recforge.evaluation import Evaluator
+from recforge.errors import InputError
+from recforge.evaluation import Evaluator, early_stopping
 from recforge.models import ImplicitALS, MostPopular
 from recforge.models.factorization.ials import _solve_rows, confidence
 from recforge.testing import ModelContract, contract_data
@@ -17,7 +18,7 @@ from recforge.testing import ModelContract, contract_data
 
 class TestImplicitALS(ModelContract):
     def make_model(self, seed: int = 0) -> ImplicitALS:
-        return ImplicitALS(factors=8, epochs=4, regularization=0.1, alpha=5.0, seed=seed)
+        return ImplicitALS(factors=8, epochs=4, reg=0.1, alpha=5.0, seed=seed)
 
 
 class TestImplicitALSCholesky(ModelContract):
@@ -78,7 +79,7 @@ def test_few_cg_steps_improve_a_warm_start() -> None:
 
 def test_epoch_loss_is_the_full_objective() -> None:
     data = contract_data()
-    model = ImplicitALS(factors=5, epochs=3, regularization=0.3, alpha=4.0, solver="cholesky")
+    model = ImplicitALS(factors=5, epochs=3, reg=0.3, alpha=4.0, solver="cholesky")
     model.fit(data)
     conf = 1.0 + 4.0 * data.binary_csr.toarray()
     err = (conf > 1) - model.user_factors_.astype(np.float64) @ model.item_factors_.T
@@ -107,8 +108,8 @@ def test_use_values_weights_by_rating() -> None:
 
 def test_thread_count_does_not_change_the_result() -> None:
     data = contract_data()
-    one = ImplicitALS(factors=6, epochs=3, num_threads=1).fit(data)
-    two = ImplicitALS(factors=6, epochs=3, num_threads=2).fit(data)
+    one = ImplicitALS(factors=6, epochs=3, threads=1).fit(data)
+    two = ImplicitALS(factors=6, epochs=3, threads=2).fit(data)
     assert np.array_equal(one.user_factors_, two.user_factors_)
     assert not hasattr(one, "_training")  # training buffers are released
 
@@ -133,7 +134,7 @@ def planted_clusters(seed: int = 0, groups: int = 4, users_per_group: int = 25,
 def test_learns_the_planted_structure() -> None:
     train, test = planted_clusters()
     evaluator = Evaluator(train, test, metrics=["hr@10"])
-    model = ImplicitALS(factors=8, epochs=8, regularization=0.1, alpha=10.0).fit(train)
+    model = ImplicitALS(factors=8, epochs=8, reg=0.1, alpha=10.0).fit(train)
     hr = evaluator.evaluate(model).metrics["HR@10"]
     popular = evaluator.evaluate(MostPopular().fit(train)).metrics["HR@10"]
     assert hr > 0.9 and hr > popular + 0.4
@@ -144,9 +145,16 @@ def test_early_stopping_uses_validation() -> None:
     rng = np.random.default_rng(1)
     valid_mask = rng.random(len(data)) < 0.15
     model = ImplicitALS(factors=6, epochs=6, patience=2)
-    model.fit(data.subset(~valid_mask), data.subset(valid_mask))
+    train = data.subset(~valid_mask)
+    model.fit(train, early_stopping(train, data.subset(valid_mask)))
     assert "ndcg@10" in model.history_[0]
     assert 1 <= model.best_epoch_ <= len(model.history_)
+
+
+def test_ranking_early_stopping_needs_a_score_from_the_evaluation_layer() -> None:
+    data = contract_data()
+    with pytest.raises(InputError, match=r"pass valid=recforge\.evaluation\.early_stopping"):
+        ImplicitALS(factors=4, epochs=2).fit(data, data)
 
 
 def test_invalid_solver_raises() -> None:

@@ -58,8 +58,8 @@ def low_rank() -> tuple[Interactions, Interactions]:
 
 
 @pytest.mark.parametrize("model", [
-    BiasedMF(factors=10, epochs=60, lr=0.02, lr_decay=1.0, strata=4, seed=1),
-    BiasedMF(factors=10, epochs=60, lr=0.02, lr_decay=1.0, strata=1),
+    BiasedMF(factors=10, epochs=60, learning_rate=0.02, lr_decay=1.0, strata=4, seed=1),
+    BiasedMF(factors=10, epochs=60, learning_rate=0.02, lr_decay=1.0, strata=1),
     BiasedMFALS(factors=3, epochs=10, reg=1.0, reg_bias=1.0),
 ])
 def test_learns_low_rank_structure(model, low_rank) -> None:
@@ -138,7 +138,7 @@ def test_learning_rate_schedule_decays() -> None:
 
 def test_early_stopping_restores_the_best_epoch(low_rank) -> None:
     train, test = low_rank
-    model = BiasedMF(factors=30, epochs=40, lr=0.05, lr_decay=1.0, reg=0.0, patience=3).fit(
+    model = BiasedMF(factors=30, epochs=40, learning_rate=0.05, lr_decay=1.0, reg=0.0, patience=3).fit(
         train, test)
     scores = [h["neg_rmse"] for h in model.history_]
     assert len(scores) < 40 and model.best_epoch_ == int(np.argmax(scores)) + 1

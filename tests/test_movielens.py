@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import ML100K_GENRES
 
-from recforge.data.datasets import load_dataset
 from recforge.data.interactions import Interactions
+from recforge.data.loading import load_dataset
 from recforge.data.movielens import (
     AGE_BUCKETS,
     load_ml100k,

@@ -14,6 +14,7 @@ import torch
 
 from recforge.data.sampling import NegativeSampler
 from recforge.data.splits import leave_last_out
+from recforge.evaluation import early_stopping
 from recforge.models import GMF, DotMF, NeuMF
 from recforge.nn import TrainingConfig, lr_factor, resolve_device, resolve_precision
 from recforge.nn.batching import pairwise_examples, pointwise_examples, shuffled_batches
@@ -58,7 +59,8 @@ def test_config_validation(bad: dict) -> None:
 
 
 def test_unknown_training_parameter_raises() -> None:
-    with pytest.raises(TypeError, match="unknown parameter"):
+    with pytest.raises(TypeError, match=r"^learning_rat: GMF has no parameter 'learning_rat' "
+                                         r"\(did you mean 'learning_rate'\?\)"):
         GMF(learning_rat=0.1)
 
 
@@ -290,7 +292,7 @@ def split():
 @pytest.mark.parametrize("with_valid", [False, True], ids=["no-valid", "early-stopping"])
 def test_resume_reproduces_uninterrupted_training(tmp_path: Path, split, with_valid: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    valid = split.test if with_valid else None
+    valid = early_stopping(split.train, split.test) if with_valid else None
     params = {"epochs": 5, "patience": 10, "schedule": "cosine", "seed": 2, **TINY}
     straight = GMF(**params).fit(split.train, valid)
     folder = tmp_path / "ckpt"
@@ -370,8 +372,8 @@ def test_neumf_resume_reuses_pretrained_checkpoints(tmp_path: Path) -> None:
 def test_one_json_line_per_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "train.jsonl"
     split = leave_last_out(contract_data())
-    GMF(epochs=3, patience=10, log_file=str(log), verbose=True, **TINY).fit(split.train,
-                                                                          split.test)
+    GMF(epochs=3, patience=10, log_file=str(log), verbose=True, **TINY).fit(
+        split.train, early_stopping(split.train, split.test))
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
     for record in lines:

@@ -124,10 +124,10 @@ def test_defaults_keep_their_values() -> None:
     ("gmf", {"epochs": 0}, "epochs: must be an integer in [1, "),
     ("biased-mf", {"factors": 0}, "factors: must be an integer in [1, 100000], got 0"),
     ("ials", {"factors": 10**9}, "factors: must be an integer in [1, 10000], got 1000000000"),
-    ("als", {"factors": 20_000}, "factors: must be an integer in [1, 10000], got 20000"),
+    ("als-wr", {"factors": 20_000}, "factors: must be an integer in [1, 10000], got 20000"),
     ("two-tower", {"id_dim": 10**9}, "id_dim: must be an integer in [1, 100000]"),
     ("biased-mf", {"reg": -0.1}, "reg: must be a finite number >= 0, got -0.1"),
-    ("ials", {"regularization": -1}, "regularization: must be a finite number >= 0, got -1"),
+    ("ials", {"reg": -1}, "reg: must be a finite number >= 0, got -1"),
     ("bpr", {"learning_rate": math.nan}, "learning_rate: must be a finite number > 0, got nan"),
     ("bpr", {"factors": 2.5}, "factors: must be an integer in [1, 100000], got 2.5"),
     ("bpr", {"factors": True}, "factors: must be an integer in [1, 100000], got True"),
@@ -150,7 +150,8 @@ def test_defaults_keep_their_values() -> None:
     ("neumf", {"gmf_params": {"epochs": 0}}, "gmf_params.epochs: must be an integer in [1, "),
     ("neumf", {"mlp_params": {"layrs": [8, 4]}}, "mlp_params.layrs: MLP has no parameter"),
     ("blend", {"models": ["most-popular"]}, "models[0]: blend member 'most-popular' does not"),
-    ("blend", {"params": {"svd": {"factors": 0}}}, "params.svd.factors: must be an integer"),
+    ("blend", {"params": {"truncated-svd": {"factors": 0}}},
+     "params.truncated-svd.factors: must be an integer"),
     ("blend", {"params": {"nope": {}}}, "params key: unknown model 'nope'"),
     ("blend", {"valid_fraction": 1.0}, "valid_fraction: must be a finite number in (0, 1)"),
 ])
@@ -170,9 +171,10 @@ def test_ints_pass_for_floats_and_numpy_scalars_are_accepted() -> None:
 
 def test_set_params_checks_and_changes_nothing_on_error() -> None:
     model = BiasedMF(factors=8)
-    with pytest.raises(ParameterError, match=r"^lr: must be a finite number > 0, got -1"):
-        model.set_params(factors=16, lr=-1)
-    assert model.factors == 8 and model.lr == 0.02
+    with pytest.raises(ParameterError,
+                       match=r"^learning_rate: must be a finite number > 0, got -1"):
+        model.set_params(factors=16, learning_rate=-1)
+    assert model.factors == 8 and model.learning_rate == 0.02
     assert model.set_params(factors=np.int32(16)).factors == 16
     with pytest.raises(ParameterError, match="^nope: BiasedMF has no parameter 'nope'"):
         model.set_params(nope=1)
@@ -232,10 +234,10 @@ def test_non_finite_learned_state_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(("name", "params", "where"), [
-    ("biased-mf", {"lr": 1000.0, "epochs": 3, "factors": 4}, "user_bias_"),
+    ("biased-mf", {"learning_rate": 1000.0, "epochs": 3, "factors": 4}, "user_bias_"),
     ("bpr", {"learning_rate": 1e30, "epochs": 2, "factors": 4}, "user_factors_"),
     ("ials", {"alpha": 1e30, "epochs": 1, "factors": 4}, "user_factors_"),
-    ("als", {"reg": 1e-30, "epochs": 2, "factors": 30}, "user_factors_"),
+    ("als-wr", {"reg": 1e-30, "epochs": 2, "factors": 30}, "user_factors_"),
 ])
 def test_degenerate_fits_are_detected(name: str, params: dict[str, Any], where: str) -> None:
     """Finite but absurd settings make the numba kernels produce NaN: reported at the end of
@@ -391,7 +393,8 @@ def test_experiment_seed_in_a_toml_run_is_one_line(tmp_path: Path,
 
 
 def test_blend_checks_its_members_at_construction() -> None:
-    assert LinearBlend(models=["svd", "biased-mf"]).models == ("svd", "biased-mf")
+    members = ["truncated-svd", "biased-mf"]
+    assert LinearBlend(models=members).models == tuple(members)
     with pytest.raises(ParameterError, match=r"^models: must be a list of at least 1 items"):
         LinearBlend(models=[])
 

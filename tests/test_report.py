@@ -13,7 +13,7 @@ import pytest
 
 from recforge.data import synthetic
 from recforge.data.splits import make_split
-from recforge.evaluation import Evaluator
+from recforge.evaluation import Evaluator, early_stopping
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.models import create_model
 from recforge.report import analysis, figures, write_report
@@ -27,7 +27,8 @@ LINEUP = {"most-popular": {}, "ease": {"reg": 50.0}, "bpr": {"epochs": 4, "facto
 
 def _run(label: str, seed: int, train, test, users: np.ndarray) -> ModelRecord:
     params = LINEUP[label] | ({"seed": seed} if label == "bpr" else {})
-    model = create_model(label, **params).fit(train, test if label == "bpr" else None)
+    valid = early_stopping(train, test) if label == "bpr" else None
+    model = create_model(label, **params).fit(train, valid)
     full = Evaluator(train, test, ["ndcg@10", "recall@10", "coverage@10"])
     results = {"full": full.evaluate(model),
                "sampled-20": Evaluator(train, test, ["hr@10"], protocol="sampled-20",

@@ -78,5 +78,5 @@ def test_implicit_sum_is_the_normalised_sum_of_y() -> None:
 
 def test_learns_low_rank_structure() -> None:
     train, test = low_rank_ratings()
-    model = SVDpp(factors=10, epochs=40, lr=0.02, lr_decay=1.0, reg=0.05).fit(train)
+    model = SVDpp(factors=10, epochs=40, learning_rate=0.02, lr_decay=1.0, reg=0.05).fit(train)
     assert rmse(model, test) < 0.5 * rmse(BaselineOnly().fit(train), test)

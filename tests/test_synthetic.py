@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from recforge.data import Interactions, synthetic
+from recforge.data.movielens import AGE_BOUNDS, AGE_BUCKETS
 from recforge.data.synthetic import (
-    AGE_BUCKETS,
     GENRES,
     OCCUPATIONS,
     SyntheticConfig,
@@ -174,9 +174,7 @@ def test_side_tables(small: Interactions) -> None:
     users = small.user_features.to_pandas()
     assert len(users) == SMALL["n_users"]
     assert set(users["gender"]) <= {"M", "F"} and set(users["occupation"]) <= set(OCCUPATIONS)
-    bounds = [b for b, _ in AGE_BUCKETS]
-    labels = np.array([label for _, label in AGE_BUCKETS])
-    expected = labels[np.searchsorted(bounds, users["age"], side="right") - 1]
+    expected = np.array(AGE_BUCKETS)[np.searchsorted(AGE_BOUNDS, users["age"], side="right")]
     assert (users["age_bucket"].to_numpy() == expected).all()
 
 

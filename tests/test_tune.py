@@ -14,9 +14,15 @@ from conftest import require_module
 from recforge.cli import main
 from recforge.data.interactions import Interactions
 from recforge.evaluation import Evaluator
-from recforge.experiments.config import ExperimentConfigError, load_experiment, parse_experiment
+from recforge.experiments.config import (
+    BUILTIN_SPACES,
+    ExperimentConfigError,
+    check_space,
+    load_experiment,
+    parse_experiment,
+)
 from recforge.experiments.runner import load_split
-from recforge.experiments.tune import BUILTIN_SPACES, check_space, tune_experiment
+from recforge.experiments.tune import tune_experiment
 from recforge.models.base import Recommender
 from recforge.models.registry import get_model_class
 
@@ -52,7 +58,7 @@ trials = 4
 
 [tune.space]
 factors = { type = "int", low = 4, high = 32, log = true }
-regularization = { low = 0.1, high = 100.0, log = true }
+reg = { low = 0.1, high = 100.0, log = true }
 """
 
 
@@ -125,16 +131,16 @@ def test_builtin_spaces_respect_the_parameter_rules() -> None:
     (("trials = 4", "trials = 4\ntimeout = nan"), "tune.timeout: must be a finite number > 0"),
     (("trials = 4", "trials = 4\ntimeout = -1.0"), "tune.timeout: must be a finite number > 0"),
     (("low = 0.1, high = 100.0, log = true", "low = -1.0, high = 100.0"),
-     "tune.space.regularization.low: must be a finite number >= 0, got -1.0"),
+     "tune.space.reg.low: must be a finite number >= 0, got -1.0"),
     (("low = 0.1, high = 100.0", "low = 0.1, high = inf"),
-     "tune.space.regularization.high: must be a finite number, got inf"),
+     "tune.space.reg.high: must be a finite number, got inf"),
     (("low = 4, high = 32, log = true", "low = 0, high = 32"),
      "tune.space.factors.low: must be an integer in [1, 10000], got 0"),
     (("low = 4, high = 32", "low = 4, high = 1000000000"),
      "tune.space.factors.high: must be an integer in [1, 10000], got 1000000000"),
     (("low = 4, high = 32", "low = 4.5, high = 32"), "tune.space.factors.low: an int space"),
     (('type = "int", ', ""), "tune.space.factors.type: the parameter takes integers"),
-    (("regularization = { low = 0.1, high = 100.0, log = true }",
+    (("reg = { low = 0.1, high = 100.0, log = true }",
       'solver = { type = "categorical", choices = ["cg", "lu"] }'),
      "tune.space.solver.choices[1]: must be one of 'cg', 'cholesky', got 'lu'"),
     (('metric = "ndcg@10"', 'metric = "ndcg"'), "tune.metric: metric 'ndcg' needs a cutoff"),

@@ -371,13 +371,26 @@ def ids_fingerprint(user_ids: Any, item_ids: Any) -> str:
     a catalogue or data set with other ids (or the same ids in another order) is refused."""
     digest = hashlib.sha256()
     for ids in (user_ids, item_ids):
-        digest.update(json.dumps([_plain(v) for v in ids]).encode())
+        digest.update(json.dumps([plain(v) for v in ids]).encode())
         digest.update(b"\n")
     return digest.hexdigest()
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def plain(value: Any) -> Any:
+    """A numpy scalar, or a zero-dimensional array or PyTorch tensor, as its Python value;
+    anything else unchanged (duck-typed: this module imports neither numpy nor PyTorch)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "shape", None) == () else value
+
+
+def json_default(value: Any) -> Any:
+    """The ``default=`` of `json.dumps` wherever recforge writes JSON: numpy scalars and
+    zero-dimensional arrays or tensors as Python values, sets as lists."""
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    scalar = plain(value)
+    if scalar is value:
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return scalar
 
 
 # ---------------------------------------------------------------------- reading

@@ -321,7 +321,7 @@ PENALTY = Real(0)
 #: a penalty that must be positive (e.g. so that a linear system stays non-singular)
 POSITIVE_PENALTY = Real(0, low_open=True)
 #: the spread of random initial weights (zero would start every factor model at a saddle)
-INIT_SCALE = Real(0, low_open=True)
+INIT_STD = Real(0, low_open=True)
 #: CPU threads, 0 meaning the library's default
 THREADS = Integer(0, MAX_THREADS)
 #: an exponential learning-rate decay factor per epoch

@@ -3,31 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from typing import NoReturn
 
 from rich.markup import escape
 
 from recforge import __version__
-from recforge.cli import datasets_cmd, evaluate_cmd, quickstart_cmd, retrieval_cmd, run_cmd
 from recforge.cli.common import err_console
-from recforge.cli.options import OneLineParser
 
 
-def build_parser() -> argparse.ArgumentParser:
+class OneLineParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors are one line (exit status 2), like every other
+    recforge input error, instead of the usage block followed by the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see {self.prog} --help)\n")
+
+
+#: command -> (the module of `recforge.cli` that defines its arguments and runs it, its help).
+#: Only the module of the command being run is imported (``recforge --help`` imports none).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "datasets": ("datasets_cmd", "list, describe and download datasets"),
+    "split": ("evaluate_cmd", "split a dataset and write train/test Parquet files"),
+    "evaluate": ("evaluate_cmd", "fit a model and evaluate it"),
+    "run": ("run_cmd", "run an experiment file and write a run folder"),
+    "tune": ("run_cmd", "search a model's hyperparameters on a validation split"),
+    "quickstart": ("quickstart_cmd", ("evaluate the model lineup on the default dataset and "
+                                      "write the report")),
+    "train": ("retrieval_cmd", "fit a model on a whole dataset and save it"),
+    "recommend": ("retrieval_cmd", "top-k items for a user"),
+    "similar": ("retrieval_cmd", "items similar to an item"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the arguments of ``command`` (a name in `COMMANDS`) are defined, the other
+    commands only listed."""
     parser = OneLineParser(
         prog="recforge", description="Build, evaluate and serve recommender systems.")
     parser.add_argument("--version", action="version", version=f"recforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets_cmd, evaluate_cmd, run_cmd, quickstart_cmd, retrieval_cmd):
-        module.add_parsers(sub)
+    for name, (module, helptext) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=helptext)
+        if name == command:
+            importlib.import_module(f"recforge.cli.{module}").configure(name, cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input, with a one-line error)."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command).parse_args(argv)
     except SystemExit as exc:  # a usage error (one line, status 2), --help or --version
         return int(exc.code or 0)
     try:

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from recforge.data.interactions import canonical_int
 from recforge.errors import InputError
 
 console = Console(stderr=False)
@@ -76,6 +75,8 @@ def parse_id(text: str, option: str) -> int | str:
         raise InputError(f"{option} takes a single id, not a list or object: {text!r}")
     if value.lower() in _NOT_IDS:
         raise InputError(f"{option} takes an id (an integer or a string), not {text!r}")
+    from recforge.data.interactions import canonical_int
+
     return canonical_int(text)
 
 

@@ -11,8 +11,8 @@ from rich.table import Table
 from recforge.cli.common import console, phase
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("datasets", help="list, describe and download datasets")
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``recforge datasets``."""
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="registered datasets and where they are found").set_defaults(
         func=cmd_list)
@@ -47,7 +47,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from recforge.data.datasets import get_spec, load_dataset, resolve_and_verify
+    from recforge.data.datasets import get_spec, resolve_and_verify
+    from recforge.data.loading import load_dataset
 
     with phase(f"loading {args.name}"):
         where: dict[str, str] = {"integrity": "generated in memory: nothing to verify"}

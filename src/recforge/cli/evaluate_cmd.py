@@ -18,15 +18,14 @@ from recforge.cli.common import (
     parse_rating_range,
     phase,
 )
-from recforge.cli.options import seed_option, ties_option
+from recforge.cli.options import option_type, seed_option
+from recforge.data.datasets import ML100K_FOLDS
 from recforge.data.readers import parse_column_spec
-from recforge.data.splits import DEFAULT_TIES, TIE_RULES
+from recforge.data.splits import DEFAULT_TIES, SPLITTERS, TIE_RULES, TIES
 from recforge.errors import InputError
 from recforge.evaluation.evaluator import check_rating_metrics
 from recforge.evaluation.protocols import make_protocol
 from recforge.experiments.steps import (
-    CANONICAL_FOLDS,
-    SPLIT_METHODS,
     build_model,
     prepare_split,
     run_evaluation,
@@ -35,7 +34,9 @@ from recforge.io import atomic_dir, atomic_path, json_written_by
 
 #: the ``written_by`` of ``evaluate --json`` files (an existing one is replaced only if it has it)
 EVALUATE = "recforge evaluate"
-SPLIT_HELP = f"one of {', '.join(CANONICAL_FOLDS + SPLIT_METHODS)}"
+#: ``--ties``: how leave-last-out orders equal timestamps (`recforge.data.splits.TIE_RULES`)
+ties_option = option_type(TIES, str)
+SPLIT_HELP = f"one of {', '.join((*ML100K_FOLDS, *SPLITTERS))}"
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
@@ -55,14 +56,15 @@ def _add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> 
                         help="the rating scale, e.g. 1,5: a rating outside it is an error")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    split = sub.add_parser("split", help="split a dataset and write train/test Parquet files")
-    _add_data_arguments(split, "random")
-    split.add_argument("--out", default=None, help="folder for train.parquet and test.parquet")
-    split.set_defaults(func=cmd_split)
-
-    evaluate = sub.add_parser("evaluate", help="fit a model and evaluate it")
-    _add_data_arguments(evaluate, "random")
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``recforge split`` and ``recforge evaluate``."""
+    _add_data_arguments(parser, "random")
+    if name == "split":
+        parser.add_argument("--out", default=None,
+                            help="folder for train.parquet and test.parquet")
+        parser.set_defaults(func=cmd_split)
+        return
+    evaluate = parser
     evaluate.add_argument("--model", required=True, help="registered model name, e.g. ease")
     evaluate.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="a hyperparameter (repeatable)")

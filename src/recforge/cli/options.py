@@ -1,24 +1,14 @@
-"""Numeric command-line options checked by the same rules as hyperparameters (`recforge.params`),
-and a parser whose usage errors are one line."""
+"""Numeric command-line options checked by the same rules as hyperparameters (`recforge.params`).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
-from recforge.data.splits import TIES
 from recforge.errors import ParameterError
 from recforge.params import CUTOFF, MAX_COUNT, SEED, Integer, Real, Rule
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An `argparse.ArgumentParser` whose errors are one line (exit status 2), like every other
-    recforge input error, instead of the usage block followed by the message."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
-                     f"(see {self.prog} --help)\n")
 
 
 def option_type(rule: Rule, parse: Callable[[str], Any] = int) -> Callable[[str], Any]:
@@ -48,5 +38,3 @@ positive_int = option_type(Integer(1, MAX_COUNT))
 cutoff_option = option_type(CUTOFF)
 #: a positive finite number of seconds (e.g. ``--timeout``)
 positive_seconds = option_type(Real(0, low_open=True), float)
-#: ``--ties``: how leave-last-out orders equal timestamps (`recforge.data.splits.TIE_RULES`)
-ties_option = option_type(TIES, str)

@@ -15,9 +15,8 @@ from recforge.experiments.steps import default_dataset
 from recforge.experiments.tomlw import tomllib
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("quickstart", help="evaluate the model lineup on the default dataset "
-                                               "and write the report")
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``recforge quickstart``."""
     parser.add_argument("--dataset", default=None,
                         help="dataset (default: ml-100k when available, else synthetic)")
     parser.add_argument("--seed", type=seed_option, default=0)

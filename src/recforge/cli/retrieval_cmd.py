@@ -29,8 +29,12 @@ from recforge.retrieval import INDEX_KINDS, FaissUnavailableError, Recommendatio
 from recforge.retrieval.retriever import Retriever, load_retriever, write_catalogue
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="fit a model on a whole dataset and save it")
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``recforge train``, ``recforge recommend`` and ``recforge similar``."""
+    if name != "train":
+        _configure_query(name, parser)
+        return
+    train = parser
     _add_dataset_arguments(train, default="ml-100k")
     train.add_argument("--model", required=True, help="registered model name, e.g. ials")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -38,17 +42,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=seed_option, default=0)
     train.add_argument("--out", required=True, help="folder to save the model in")
     train.set_defaults(func=cmd_train)
-    for name, target, helptext in (("recommend", "--user", "top-k items for a user"),
-                                   ("similar", "--item", "items similar to an item")):
-        cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--model", required=True, help="a saved model folder")
-        cmd.add_argument(target, required=True, help="an external id")
-        cmd.add_argument("-k", type=cutoff_option, default=10)
-        cmd.add_argument("--index", default="auto", choices=("auto", *INDEX_KINDS),
-                         help="vector index kind (auto: exact below 50k items, else IVF-Flat)")
-        _add_dataset_arguments(cmd, default=None)
-        cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        cmd.set_defaults(func=cmd_recommend if name == "recommend" else cmd_similar)
+
+
+def _configure_query(name: str, cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--model", required=True, help="a saved model folder")
+    cmd.add_argument("--user" if name == "recommend" else "--item", required=True,
+                     help="an external id")
+    cmd.add_argument("-k", type=cutoff_option, default=10)
+    cmd.add_argument("--index", default="auto", choices=("auto", *INDEX_KINDS),
+                     help="vector index kind (auto: exact below 50k items, else IVF-Flat)")
+    _add_dataset_arguments(cmd, default=None)
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cmd.set_defaults(func=cmd_recommend if name == "recommend" else cmd_similar)
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:

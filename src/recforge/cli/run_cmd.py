@@ -14,14 +14,16 @@ from recforge.experiments.rundir import default_run_dir, run_output, write_run_f
 from recforge.report.tables import protocol_label
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run an experiment file and write a run folder")
-    run.add_argument("experiment", help="the experiment TOML file")
-    run.add_argument("--out", default=None, help="run folder (default: runs/<name>-<time>)")
-    run.add_argument("--no-report", action="store_true", help="skip the report")
-    run.set_defaults(func=cmd_run)
-
-    tune = sub.add_parser("tune", help="search a model's hyperparameters on a validation split")
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``recforge run`` and ``recforge tune``."""
+    if name == "run":
+        parser.add_argument("experiment", help="the experiment TOML file")
+        parser.add_argument("--out", default=None,
+                            help="run folder (default: runs/<name>-<time>)")
+        parser.add_argument("--no-report", action="store_true", help="skip the report")
+        parser.set_defaults(func=cmd_run)
+        return
+    tune = parser
     tune.add_argument("experiment", help="the experiment TOML file (its [tune] section)")
     tune.add_argument("--trials", type=positive_int, default=None, help="number of trials")
     tune.add_argument("--timeout", type=positive_seconds, default=None,

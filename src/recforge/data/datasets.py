@@ -1,4 +1,5 @@
-"""The dataset registry: names, where each dataset is found or downloaded, and `load_dataset`.
+"""The dataset registry: names, and where each dataset is found or downloaded (loading one by
+name is `recforge.data.loading.load_dataset`).
 
 A registered dataset is looked for in (1) the ``data_dir`` argument (the dataset folder
 itself or its parent), (2) ``$RECFORGE_DATA_DIR/<name>``, (3) the cache
@@ -28,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from recforge.data.download import ChecksumError, download_file, extract_zip, sha256_file
-from recforge.data.interactions import Interactions
-from recforge.data.readers import read_interactions
 from recforge.errors import CorruptFileError
 
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
@@ -375,35 +374,3 @@ def _seal(spec: DatasetSpec, folder: Path, url: str, archive_sha256: str) -> Non
         raise ValueError(f"{url}: the archive has no {', '.join(missing)} under {spec.folder}/")
     _check_files(spec, folder, known_checksums(spec.name))
     write_sums(folder, spec.archive, archive_sha256)
-
-
-def load_dataset(
-    name_or_path: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    columns: dict[str, str] | None = None,
-    **kwargs: Any,
-) -> Interactions:
-    """Load a registered dataset by name, ``synthetic`` data, or an interaction file.
-
-    Registered MovieLens names go to `recforge.data.movielens`; ``synthetic`` calls
-    `recforge.data.synthetic.generate(**kwargs)`; an existing file path is read with
-    `read_interactions(path, columns, **kwargs)`.
-    """
-    key = str(name_or_path).lower()
-    if isinstance(name_or_path, str) and key in DATASETS:
-        if key == "synthetic":
-            from recforge.data.synthetic import generate
-
-            return generate(**kwargs)
-        if columns is not None:
-            raise ValueError("columns= applies to interaction files, not to registered datasets")
-        from recforge.data.movielens import load_movielens
-
-        return load_movielens(key, data_dir=data_dir, download=download, **kwargs)
-    path = Path(name_or_path)
-    if path.is_file():
-        return read_interactions(path, columns, **kwargs)
-    raise ValueError(f"unknown dataset {str(name_or_path)!r}: not an existing file and not a "
-                     f"registered name ({', '.join(DATASETS)})")

@@ -336,6 +336,16 @@ class Interactions:
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.items, minlength=self.n_items).astype(np.int64)
 
+    def item_column(self, kind: str, name: str) -> Any:
+        """The item side table's ``kind`` (``categorical``, ``numeric``, ``multihot``,
+        ``text``) column ``name``, row ``i`` for item index ``i``; None when absent."""
+        table = self.item_features
+        if table is None or name not in getattr(table, kind):
+            return None
+        if not np.array_equal(table.ids, self.item_map.ids):
+            table = table.align(self.item_map)
+        return getattr(table, kind)[name]
+
     # ------------------------------------------------------------------ subsets and filters
     def subset(self, index: Any, name: str | None = None) -> Interactions:
         """The interactions at ``index`` (positions or a boolean mask), same id maps."""

@@ -53,6 +53,7 @@ import scipy.sparse as sp
 
 from recforge.data.features import SideTable
 from recforge.data.interactions import IdMap, Interactions
+from recforge.data.movielens import AGE_BOUNDS, AGE_BUCKETS
 from recforge.data.sampling import ranges
 
 #: users per random-number stream; chunks are re-cut from shards of this size
@@ -102,9 +103,6 @@ OCCUPATIONS = ("student", "engineer", "educator", "programmer", "administrator",
                "artist", "technician", "scientist", "librarian", "marketing", "healthcare",
                "entertainment", "executive", "lawyer", "salesman", "retired", "homemaker",
                "doctor", "other", "none")
-#: lower bounds (years) and labels of the age buckets
-AGE_BUCKETS = ((0, "Under 18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-49"),
-               (50, "50-55"), (56, "56+"))
 
 # Fixed constants of the generative story (documented in the module docstring).
 _RATING_CENTER = 1.9
@@ -510,14 +508,13 @@ class _World:
         rng = _rng(c.seed, _USER_FEATURES)
         z = _projection(rng, self.user_factors, 2 + len(OCCUPATIONS))
         age = np.clip(np.rint(33 + 10 * z[:, 0] + rng.normal(0, 5, c.n_users)), 7, 73)
-        bounds = np.array([b for b, _ in AGE_BUCKETS])
-        bucket = np.array([label for _, label in AGE_BUCKETS], dtype=object)
+        bucket = np.array(AGE_BUCKETS, dtype=object)[np.searchsorted(AGE_BOUNDS, age, "right")]
         male = rng.random(c.n_users) < 1 / (1 + np.exp(-(0.9 + 1.5 * z[:, 1])))
         base = np.log(0.5 + np.arange(len(OCCUPATIONS))[::-1])
         occupation = np.argmax(base + z[:, 2:] + rng.gumbel(size=z[:, 2:].shape), axis=1)
         return SideTable(
             np.arange(1, c.n_users + 1),
-            categorical={"age_bucket": bucket[np.searchsorted(bounds, age, side="right") - 1],
+            categorical={"age_bucket": bucket,
                          "gender": np.where(male, "M", "F"),
                          "occupation": np.array(OCCUPATIONS, dtype=object)[occupation]},
             numeric={"age": age},

@@ -217,6 +217,20 @@ def _need(names: list[str]) -> str:
     return f"{names[0]} needs" if len(names) == 1 else f"{', '.join(names)} need"
 
 
+def early_stopping(train: Interactions, valid: Interactions,
+                   metric: str = "ndcg@10") -> Callable[[Recommender], tuple[str, float]]:
+    """The early-stopping score an iterative model takes as ``fit(train, valid=...)``:
+    ``metric`` (NDCG@10 by default) of the model on ``valid`` over the full catalogue, as
+    ``(metric, value)`` after each epoch (a `recforge.models.base.ValidationScore`)."""
+    evaluator = Evaluator(train, valid, metrics=[metric])
+    name = parse_metric(metric).name
+
+    def score(model: Recommender) -> tuple[str, float]:
+        return metric, float(evaluator.evaluate(model).metrics[name])
+
+    return score
+
+
 class Evaluator:
     """Evaluate models on one train/test split with a fixed list of metrics and a protocol.
 

@@ -247,6 +247,9 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "arp": ("ARP", "required", "beyond"),
 }
 
+#: metric kinds where lower is better (every other metric: higher is better)
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+
 #: the largest cutoff accepted; any cutoff beyond the catalogue ranks the whole catalogue
 MAX_CUTOFF = 10**15
 
@@ -263,6 +266,11 @@ class MetricSpec:
     def family(self) -> str:
         """``ranking``, ``rating`` or ``beyond`` (beyond-accuracy)."""
         return METRICS[self.kind][2]
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Whether a lower value is better (`LOWER_IS_BETTER`)."""
+        return self.kind in LOWER_IS_BETTER
 
 
 def valid_metric_names() -> list[str]:

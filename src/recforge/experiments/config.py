@@ -15,9 +15,10 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from recforge.data.splits import TIES
+from recforge.data.datasets import ML100K_FOLDS
+from recforge.data.splits import SPLITTERS, TIES
 from recforge.errors import ParameterError, did_you_mean
-from recforge.evaluation.metrics import METRICS
+from recforge.evaluation.metrics import METRICS, parse_metric
 from recforge.experiments.tomlw import tomllib
 from recforge.params import (
     CUTOFF,
@@ -28,6 +29,7 @@ from recforge.params import (
     Boolean,
     Choice,
     Integer,
+    Optional,
     Real,
     Rule,
 )
@@ -38,7 +40,6 @@ SPLIT_RULES: dict[str, Rule] = {
     "history_fraction": Real(0, 1, high_open=True), "ties": TIES,
 }
 
-LOWER_IS_BETTER = frozenset({"RMSE", "MAE"})
 #: the order of the sections in a written experiment file
 SECTION_ORDER = ("experiment", "data", "split", "evaluation", "models", "report")
 
@@ -98,8 +99,6 @@ class EvaluationSection:
 
     def metric_names(self) -> list[str]:
         """Canonical metric names with the cut-offs applied, in file order."""
-        from recforge.evaluation.metrics import parse_metric
-
         names: list[str] = []
         for metric in self.metrics:
             needs_k = "@" not in metric and METRICS.get(metric.strip().lower(), ("", ""))[1] == "required"
@@ -311,9 +310,113 @@ def validate(experiment: Experiment) -> None:
     _validate_models(experiment)
     check_rule("report.max_k", CUTOFF, experiment.report.max_k)
     if experiment.tune is not None:
-        from recforge.experiments.tune import validate_tune
-
         validate_tune(experiment)
+
+
+# ---------------------------------------------------------------------- [tune]
+def _int(low: int, high: int, log: bool = True) -> ParamSpace:
+    return ParamSpace("int", low, high, log)
+
+
+def _float(low: float, high: float, log: bool = True) -> ParamSpace:
+    return ParamSpace("float", low, high, log)
+
+
+_FACTORS = _int(8, 256)
+_SGD_MF = {"factors": _FACTORS, "learning_rate": _float(1e-3, 0.05), "reg": _float(1e-3, 0.3)}
+_NEURAL = {"learning_rate": _float(1e-4, 1e-2), "weight_decay": _float(1e-7, 1e-3)}
+_EXPLICIT_KNN = {"k": _int(5, 200), "shrinkage": _float(0.0, 300.0, log=False)}
+
+#: search spaces used when ``[tune.space]`` is not given, by model name
+BUILTIN_SPACES: dict[str, dict[str, ParamSpace]] = {
+    "ials": {"factors": _FACTORS, "reg": _float(0.1, 100.0),
+             "alpha": _float(0.1, 30.0)},
+    "bpr": {"factors": _FACTORS, "learning_rate": _float(5e-3, 0.2),
+            "reg": _float(1e-4, 0.1)},
+    "ease": {"reg": _float(1.0, 10_000.0)},
+    "item-knn-implicit": {"k": _int(10, 1000), "shrinkage": _float(0.0, 100.0, log=False)},
+    "user-knn-implicit": {"k": _int(5, 500), "shrinkage": _float(0.0, 100.0, log=False)},
+    "item-knn": _EXPLICIT_KNN,
+    "user-knn": _EXPLICIT_KNN,
+    "biased-mf": _SGD_MF,
+    "svdpp": _SGD_MF,
+    "truncated-svd": {"factors": _int(2, 100)},
+    "als-wr": {"factors": _int(2, 64), "reg": _float(0.01, 1.0)},
+    "biased-mf-als": {"factors": _int(2, 64), "reg": _float(0.5, 30.0)},
+    "autorec": {"hidden": _int(50, 1000), "reg": _float(1.0, 1000.0)},
+    "gmf": {"factors": _FACTORS, **_NEURAL},
+    "dot-mf": {"factors": _FACTORS, **_NEURAL},
+    "mlp": _NEURAL,
+    "neumf": {"factors": _int(8, 128), "learning_rate": _float(1e-4, 1e-2)},
+}
+
+
+def validate_tune(experiment: Experiment) -> None:
+    """Check the ``[tune]`` section (raises the config module's key problems)."""
+    tune = experiment.tune or TuneSection()
+    try:
+        target = experiment.tuned_model()
+    except KeyError:
+        raise unknown_key("tune.model", str(tune.model), experiment.labels(),
+                          "model label") from None
+    checked("tune.metric", parse_metric, tune.metric)
+    from recforge.evaluation.protocols import make_protocol
+
+    checked("tune.protocol", make_protocol, tune.protocol)
+    check_rule("tune.trials", Integer(1, MAX_COUNT), tune.trials)
+    check_rule("tune.timeout", Optional(Real(0, low_open=True)), tune.timeout)
+    if tune.validation is not None:
+        if tune.validation.method not in SPLITTERS:
+            raise unknown_key("tune.validation.method", tune.validation.method,
+                              list(SPLITTERS), "validation split method")
+        validate_split(tune.validation, experiment.data.dataset, "tune.validation")
+    if not tune.space and target.name not in BUILTIN_SPACES:
+        raise KeyProblem("tune.space", f"model {target.name!r} has no built-in search space; "
+                                        "give one in [tune.space]")
+    from recforge.models.registry import get_model_class
+
+    cls = get_model_class(target.name)
+    valid = cls.param_names()
+    for name, space in tune.space.items():
+        if name not in valid:
+            raise unknown_key(f"tune.space.{name}", name, valid, f"parameter of {target.name}")
+        check_space(space, f"tune.space.{name}", cls.rules()[name])
+
+
+def check_space(space: ParamSpace, path: str, rule: Rule) -> None:
+    """A search range that can only propose values the parameter's ``rule`` accepts: its
+    bounds (or choices) pass the rule, and an integer parameter has an ``int`` space."""
+    if space.type == "categorical":
+        if not space.choices:
+            raise KeyProblem(f"{path}.choices", "a categorical space needs choices")
+        for i, choice in enumerate(space.choices):
+            check_rule(f"{path}.choices[{i}]", rule, choice)
+        return
+    if space.type not in ("int", "float"):
+        raise KeyProblem(f"{path}.type", f"must be 'int', 'float' or 'categorical', "
+                                          f"got {space.type!r}")
+    integer = _takes_integers(rule)
+    if integer and space.type != "int":
+        raise KeyProblem(f"{path}.type", f"the parameter takes integers; use type = 'int', "
+                                          f"got {space.type!r}")
+    for end in ("low", "high", "step"):
+        value = getattr(space, end)
+        if value is None:
+            continue
+        check_rule(f"{path}.{end}", Real(0, low_open=True) if end == "step" else Real(), value)
+        if space.type == "int" and not float(value).is_integer():
+            raise KeyProblem(f"{path}.{end}", f"an int space needs whole numbers, got {value}")
+        if end != "step":
+            check_rule(f"{path}.{end}", rule, int(value) if integer else value)
+    if space.low is None or space.high is None or space.low >= space.high:
+        raise KeyProblem(path, f"needs low < high, got low={space.low}, high={space.high}")
+    if space.log and (space.low <= 0 or space.step is not None):
+        raise KeyProblem(f"{path}.log", "a log scale needs low > 0 and no step")
+
+
+def _takes_integers(rule: Rule) -> bool:
+    inner = rule.inner if isinstance(rule, Optional) else rule
+    return isinstance(inner, Integer)
 
 
 def _validate_experiment(section: ExperimentSection) -> None:
@@ -371,19 +474,16 @@ def _option_rule(name: str, hint: Any) -> Rule:
 
 
 def validate_split(section: SplitSection, dataset: str, path: str) -> None:
-    from recforge.data.splits import SPLITTERS
-    from recforge.experiments.steps import CANONICAL_FOLDS, SPLIT_METHODS
-
-    if section.method in CANONICAL_FOLDS:
+    if section.method in ML100K_FOLDS:
         if dataset.lower() != "ml-100k":
             raise KeyProblem(f"{path}.method", f"{section.method!r} is a canonical ML-100K "
                                                 f"fold; the dataset is {dataset!r}")
         accepted: list[str] = []
-    elif section.method in SPLIT_METHODS:
+    elif section.method in SPLITTERS:
         accepted = [p for p in inspect.signature(SPLITTERS[section.method]).parameters
                     if p not in ("data", "seed")]
     else:
-        raise unknown_key(f"{path}.method", section.method, list(CANONICAL_FOLDS + SPLIT_METHODS),
+        raise unknown_key(f"{path}.method", section.method, [*ML100K_FOLDS, *SPLITTERS],
                           "split method")
     check_rule(f"{path}.seed", SEED, section.seed)
     for option, value in section.options().items():
@@ -424,8 +524,6 @@ def _validate_evaluation(section: EvaluationSection) -> None:
 
 
 def _family(name: str) -> str:
-    from recforge.evaluation.metrics import parse_metric
-
     return parse_metric(name).family
 
 

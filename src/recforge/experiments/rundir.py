@@ -33,8 +33,8 @@ import pandas as pd
 
 from recforge.data.interactions import Interactions
 from recforge.evaluation.evaluator import EvaluationResult
+from recforge.evaluation.metrics import parse_metric
 from recforge.experiments import tomlw
-from recforge.experiments.config import LOWER_IS_BETTER
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.io import atomic_dir, atomic_path
 
@@ -211,7 +211,7 @@ def _sort_key(row: dict[str, Any]) -> float:
     name, value = next(iter(row["metrics"].items()))
     if math.isnan(value):
         return math.inf
-    return value if name in LOWER_IS_BETTER else -value
+    return value if parse_metric(name).lower_is_better else -value
 
 
 def _finite(value: Any) -> Any:

@@ -6,11 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recforge.data.datasets import ML100K_FOLDS
 from recforge.data.interactions import Interactions
+from recforge.data.splits import SPLITTERS
 from recforge.errors import InputError
-
-CANONICAL_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
-SPLIT_METHODS = ("random", "temporal", "leave-last-out", "user-holdout")
 
 
 @dataclass
@@ -41,7 +40,8 @@ def load_data(dataset: str, *, columns: dict[str, str] | None = None,
               dataset_kwargs: dict[str, Any] | None = None) -> Interactions:
     """`load_dataset` with a declared rating scale: a file's ratings are checked line by line,
     a registered dataset's once loaded (`check_loaded_ratings`)."""
-    from recforge.data.datasets import DATASETS, load_dataset
+    from recforge.data.datasets import DATASETS
+    from recforge.data.loading import load_dataset
 
     kwargs = dict(dataset_kwargs or {})
     registered = dataset.lower() in DATASETS
@@ -83,19 +83,19 @@ def prepare_split(dataset: str, split: str, seed: int = 0, columns: dict[str, st
     """Load ``dataset`` and split it by ``split`` (a canonical ML-100K fold or a method name;
     ``split_options`` go to the splitter, e.g. ``test_fraction``); ``rating_range`` declares
     the rating scale (`load_data`)."""
-    if split in CANONICAL_FOLDS:
+    if split in ML100K_FOLDS:
         if dataset != "ml-100k":
             raise ValueError(f"split {split!r} is a canonical ML-100K fold; use --dataset ml-100k "
-                             f"or one of {', '.join(SPLIT_METHODS)}")
+                             f"or one of {', '.join(SPLITTERS)}")
         from recforge.data.movielens import load_ml100k_fold
 
         train, test = load_ml100k_fold(split, data_dir=data_dir, download=download)
         for part in (train, test):
             check_loaded_ratings(part, rating_range, f"{dataset} {split}")
         return PreparedSplit(train, test, dataset, split, seed)
-    if split not in SPLIT_METHODS:
+    if split not in SPLITTERS:
         raise ValueError(f"unknown split {split!r}; valid: "
-                         f"{', '.join(CANONICAL_FOLDS + SPLIT_METHODS)}")
+                         f"{', '.join((*ML100K_FOLDS, *SPLITTERS))}")
     from recforge.data.splits import make_split
 
     kwargs = dict(dataset_kwargs or {})

@@ -19,63 +19,20 @@ from typing import Any
 import pandas as pd
 
 from recforge.data.interactions import Interactions
-from recforge.data.splits import Split, validation_split
+from recforge.data.splits import SPLITTERS, Split, validation_split
 from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import parse_metric
 from recforge.experiments import tomlw
 from recforge.experiments.config import (
-    LOWER_IS_BETTER,
+    BUILTIN_SPACES,
     Experiment,
-    KeyProblem,
     ParamSpace,
     SplitSection,
     TuneSection,
-    check_rule,
-    checked,
     resolved_config,
-    unknown_key,
-    validate_split,
 )
 from recforge.experiments.runner import Step, load_split, quiet_step
-from recforge.experiments.steps import SPLIT_METHODS, build_model
-from recforge.params import MAX_COUNT, Integer, Optional, Real, Rule
-
-
-def _int(low: int, high: int, log: bool = True) -> ParamSpace:
-    return ParamSpace("int", low, high, log)
-
-
-def _float(low: float, high: float, log: bool = True) -> ParamSpace:
-    return ParamSpace("float", low, high, log)
-
-
-_FACTORS = _int(8, 256)
-_SGD_MF = {"factors": _FACTORS, "lr": _float(1e-3, 0.05), "reg": _float(1e-3, 0.3)}
-_NEURAL = {"learning_rate": _float(1e-4, 1e-2), "weight_decay": _float(1e-7, 1e-3)}
-_EXPLICIT_KNN = {"k": _int(5, 200), "shrinkage": _float(0.0, 300.0, log=False)}
-
-#: search spaces used when ``[tune.space]`` is not given, by model name
-BUILTIN_SPACES: dict[str, dict[str, ParamSpace]] = {
-    "ials": {"factors": _FACTORS, "regularization": _float(0.1, 100.0),
-             "alpha": _float(0.1, 30.0)},
-    "bpr": {"factors": _FACTORS, "learning_rate": _float(5e-3, 0.2),
-            "regularization": _float(1e-4, 0.1)},
-    "ease": {"reg": _float(1.0, 10_000.0)},
-    "item-knn-implicit": {"k": _int(10, 1000), "shrinkage": _float(0.0, 100.0, log=False)},
-    "user-knn-implicit": {"k": _int(5, 500), "shrinkage": _float(0.0, 100.0, log=False)},
-    "item-knn": _EXPLICIT_KNN,
-    "user-knn": _EXPLICIT_KNN,
-    "biased-mf": _SGD_MF,
-    "svdpp": _SGD_MF,
-    "svd": {"factors": _int(2, 100)},
-    "als": {"factors": _int(2, 64), "reg": _float(0.01, 1.0)},
-    "biased-mf-als": {"factors": _int(2, 64), "reg": _float(0.5, 30.0)},
-    "autorec": {"hidden": _int(50, 1000), "reg": _float(1.0, 1000.0)},
-    "gmf": {"factors": _FACTORS, **_NEURAL},
-    "dot-mf": {"factors": _FACTORS, **_NEURAL},
-    "mlp": _NEURAL,
-    "neumf": {"factors": _int(8, 128), "learning_rate": _float(1e-4, 1e-2)},
-}
+from recforge.experiments.steps import build_model
 
 
 @dataclass
@@ -97,79 +54,12 @@ def search_space(experiment: Experiment) -> dict[str, ParamSpace]:
     return tune.space or BUILTIN_SPACES[experiment.tuned_model().name]
 
 
-def validate_tune(experiment: Experiment) -> None:
-    """Check the ``[tune]`` section (raises the config module's key problems)."""
-    tune = experiment.tune or TuneSection()
-    try:
-        target = experiment.tuned_model()
-    except KeyError:
-        raise unknown_key("tune.model", str(tune.model), experiment.labels(), "model label") from None
-    checked("tune.metric", parse_metric, tune.metric)
-    from recforge.evaluation.protocols import make_protocol
-
-    checked("tune.protocol", make_protocol, tune.protocol)
-    check_rule("tune.trials", Integer(1, MAX_COUNT), tune.trials)
-    check_rule("tune.timeout", Optional(Real(0, low_open=True)), tune.timeout)
-    if tune.validation is not None:
-        if tune.validation.method not in SPLIT_METHODS:
-            raise unknown_key("tune.validation.method", tune.validation.method,
-                              list(SPLIT_METHODS), "validation split method")
-        validate_split(tune.validation, experiment.data.dataset, "tune.validation")
-    if not tune.space and target.name not in BUILTIN_SPACES:
-        raise KeyProblem("tune.space", f"model {target.name!r} has no built-in search space; "
-                                        "give one in [tune.space]")
-    from recforge.models.registry import get_model_class
-
-    cls = get_model_class(target.name)
-    valid = cls.param_names()
-    for name, space in tune.space.items():
-        if name not in valid:
-            raise unknown_key(f"tune.space.{name}", name, valid, f"parameter of {target.name}")
-        check_space(space, f"tune.space.{name}", cls.rules()[name])
-
-
-def check_space(space: ParamSpace, path: str, rule: Rule) -> None:
-    """A search range that can only propose values the parameter's ``rule`` accepts: its
-    bounds (or choices) pass the rule, and an integer parameter has an ``int`` space."""
-    if space.type == "categorical":
-        if not space.choices:
-            raise KeyProblem(f"{path}.choices", "a categorical space needs choices")
-        for i, choice in enumerate(space.choices):
-            check_rule(f"{path}.choices[{i}]", rule, choice)
-        return
-    if space.type not in ("int", "float"):
-        raise KeyProblem(f"{path}.type", f"must be 'int', 'float' or 'categorical', "
-                                          f"got {space.type!r}")
-    integer = _takes_integers(rule)
-    if integer and space.type != "int":
-        raise KeyProblem(f"{path}.type", f"the parameter takes integers; use type = 'int', "
-                                          f"got {space.type!r}")
-    for end in ("low", "high", "step"):
-        value = getattr(space, end)
-        if value is None:
-            continue
-        check_rule(f"{path}.{end}", Real(0, low_open=True) if end == "step" else Real(), value)
-        if space.type == "int" and not float(value).is_integer():
-            raise KeyProblem(f"{path}.{end}", f"an int space needs whole numbers, got {value}")
-        if end != "step":
-            check_rule(f"{path}.{end}", rule, int(value) if integer else value)
-    if space.low is None or space.high is None or space.low >= space.high:
-        raise KeyProblem(path, f"needs low < high, got low={space.low}, high={space.high}")
-    if space.log and (space.low <= 0 or space.step is not None):
-        raise KeyProblem(f"{path}.log", "a log scale needs low > 0 and no step")
-
-
-def _takes_integers(rule: Rule) -> bool:
-    inner = rule.inner if isinstance(rule, Optional) else rule
-    return isinstance(inner, Integer)
-
-
 def validation_part(experiment: Experiment, train: Interactions) -> Split:
     """The validation split carved from ``train``: ``[tune.validation]``, else the
     experiment's split method and options (a random 80/20 split for canonical folds)."""
     tune = experiment.tune or TuneSection()
     section = tune.validation or experiment.split
-    if section.method not in SPLIT_METHODS:
+    if section.method not in SPLITTERS:
         section = SplitSection(method="random", seed=experiment.split.seed)
     return validation_split(train, section.method, seed=section.seed, **section.options())
 
@@ -201,7 +91,7 @@ def tune_experiment(experiment: Experiment, trials: int | None = None,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        direction="minimize" if parse_metric(metric).lower_is_better else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials, timeout=timeout or tune.timeout,
                    callbacks=[report])

@@ -47,6 +47,7 @@ from recforge.io import (
     first_line,
     has_metadata,
     ids_fingerprint,
+    json_default,
     read_metadata,
 )
 from recforge.params import CUTOFF, Rule, check_all, parameter_error
@@ -64,6 +65,21 @@ CAPABILITIES = frozenset({"interactions", "ratings", "timestamps", "user_feature
                           "item_features", "context", "sequences"})
 
 
+#: old hyperparameter name -> the one every model now uses (``reg`` for a penalty in the
+#: objective, ``learning_rate``, ``init_std`` for the spread of initial weights, ``threads``);
+#: passing an old name fails saying the new one, a saved model's old names load silently
+RENAMED_PARAMS: dict[str, str] = {
+    "lr": "learning_rate", "regularization": "reg", "bias_regularization": "reg_bias",
+    "init_scale": "init_std", "num_threads": "threads",
+}
+
+
+#: an early-stopping criterion given to `Recommender.fit` as ``valid``: called with the model
+#: after each epoch, it returns (name, value), higher is better (the evaluation layer builds
+#: the ranking one: `recforge.evaluation.early_stopping`)
+ValidationScore = Callable[["Recommender"], tuple[str, float]]
+
+
 class NotFittedError(RuntimeError):
     """A model was used before `fit`."""
 
@@ -75,6 +91,9 @@ def _validating(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: Recommender, *args: Any, **kwargs: Any) -> None:
         outermost = "_constructing" not in self.__dict__
+        if outermost:  # an unknown (or renamed) keyword fails as a ParameterError naming it
+            valid = self._param_names()
+            self.validate_params({k: v for k, v in kwargs.items() if k not in valid})
         self.__dict__["_constructing"] = True
         try:
             init(self, *args, **kwargs)
@@ -147,10 +166,21 @@ class Recommender:
         valid = cls._param_names()
         for key in params:
             if key not in valid:
-                raise parameter_error(f"{where}{key}", f"{cls.__name__} has no parameter "
-                                                       f"{key!r}{did_you_mean(key, valid)}; "
+                new = RENAMED_PARAMS.get(key)
+                hint = f": renamed to {new!r}" if new in valid else did_you_mean(key, valid)
+                shown = key if str(key).isprintable() else repr(key)  # the error is one line
+                raise parameter_error(f"{where}{shown}", f"{cls.__name__} has no parameter "
+                                                       f"{key!r}{hint}; "
                                                        f"valid: {', '.join(valid)}")
         return check_all(cls.rules(), params, where)
+
+    @classmethod
+    def saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters recorded in a saved model with old names (`RENAMED_PARAMS`) mapped
+        to the current ones, silently: saved folders are the user's data."""
+        valid = cls._param_names()
+        return {RENAMED_PARAMS[k] if RENAMED_PARAMS.get(k) in valid else k: v
+                for k, v in params.items()}
 
     def _check_own_params(self) -> None:
         checked = self.validate_params({name: getattr(self, name)
@@ -174,8 +204,10 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Recommender:
-        """Learn from ``train`` (``valid`` is used by iterative models for early stopping)."""
+    def fit(self, train: Interactions,
+            valid: Interactions | ValidationScore | None = None) -> Recommender:
+        """Learn from ``train``. Iterative models stop early on ``valid``: held-out ratings
+        (rating models, -RMSE) or a `ValidationScore`."""
         if len(train) == 0:
             raise ValueError("cannot fit on an empty dataset")
         if self.requires_ratings and train.ratings is None:
@@ -447,17 +479,18 @@ class Recommender:
         Folders of format 1 (before markers and fingerprints) still load. A missing, damaged
         or inconsistent file raises `recforge.errors.CorruptFileError` (an input error) with
         one line naming the file and what is wrong."""
-        from recforge.models.registry import get_model_class
+        from recforge.models.registry import saved_model_class
 
         path = Path(path)
         meta = read_metadata(path, MODEL_FILE, "model", FORMAT_VERSION, legacy_versions=(1,))
         meta_file = path / MODEL_FILE
         _check_model_meta(meta, meta_file)
         try:
-            model_cls = get_model_class(meta["model"])
+            model_cls = saved_model_class(meta["model"])
             if cls is not Recommender and not issubclass(model_cls, cls):
                 raise InputError(f"it holds a {model_cls.__name__}, not a {cls.__name__}")
-            model = model_cls(**model_cls.validate_params(meta["params"], where="params."))
+            params = model_cls.saved_params(meta["params"])
+            model = model_cls(**model_cls.validate_params(params, where="params."))
         except (InputError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{meta_file}: {first_line(exc)}") from None
         state = {**meta["state"], **_read_arrays(path / ARRAYS_FILE, meta["sparse"])}
@@ -496,7 +529,7 @@ def model_output(path: str | Path, update: bool = False) -> contextlib.AbstractC
 
 
 def _write_model_files(folder: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    (folder / MODEL_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+    (folder / MODEL_FILE).write_text(json.dumps(meta, indent=2, default=json_default))
     np.savez(folder / ARRAYS_FILE, **arrays)
 
 
@@ -615,14 +648,6 @@ def _probe(model: Recommender) -> None:
         if query.shape != (len(users), np.shape(items)[1]):
             raise ValueError(f"user_embeddings have shape {query.shape}, the item embeddings "
                              f"{np.shape(items)}")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def top_items(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

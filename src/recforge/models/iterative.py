@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.errors import InputError
+from recforge.models.base import Recommender, ValidationScore
 from recforge.params import BOOLEAN, EPOCHS, PATIENCE, Rule
 
 
@@ -47,6 +48,9 @@ class IterativeRecommender(Recommender):
     param_rules: ClassVar[dict[str, Rule]] = {
         "epochs": EPOCHS, "patience": PATIENCE, "verbose": BOOLEAN,
     }
+    #: attributes holding training-only state (buffers, optimisers, samplers), dropped when
+    #: fitting ends, also on an error
+    training_state: ClassVar[tuple[str, ...]] = ("_training",)
 
     def _init_training(self, train: Interactions) -> None:
         raise NotImplementedError
@@ -61,21 +65,31 @@ class IterativeRecommender(Recommender):
     def _after_epoch(self, loop: LoopState) -> None:
         """Called after each epoch's record is added to ``loop.history``."""
 
-    def validation_score(self, train: Interactions, valid: Interactions) -> tuple[str, float]:
-        """(name, value) of the early-stopping criterion, higher is better: -RMSE for rating
-        models, NDCG@10 over the full catalogue for ranking models."""
-        if self.predicts_ratings and valid.ratings is not None:
-            err = self.predict(valid.users, valid.items) - valid.ratings
-            return "neg_rmse", -float(np.sqrt(np.mean(err.astype(np.float64) ** 2)))
-        from recforge.evaluation import Evaluator
-
-        result = Evaluator(train, valid, metrics=["ndcg@10"]).evaluate(self)
-        return "ndcg@10", float(result.metrics["NDCG@10"])
+    def validation_score(self, valid: Interactions | ValidationScore) -> tuple[str, float]:
+        """(name, value) of the early-stopping criterion, higher is better: what ``valid``
+        returns when it is a `ValidationScore` (for ranking models, NDCG@10 over the full
+        catalogue from `recforge.evaluation.early_stopping`), else -RMSE on ``valid``'s
+        ratings. Models never import the evaluation layer: the caller passes its score."""
+        if callable(valid):
+            return valid(self)
+        if not (self.predicts_ratings and valid.ratings is not None):
+            raise InputError(f"{type(self).__name__} stops early on a ranking metric: pass "
+                             "valid=recforge.evaluation.early_stopping(train, valid) to fit")
+        err = self.predict(valid.users, valid.items) - valid.ratings
+        return "neg_rmse", -float(np.sqrt(np.mean(err.astype(np.float64) ** 2)))
 
     def _snapshot(self) -> dict[str, Any]:
         return {k: v.copy() for k, v in self._state().items() if isinstance(v, np.ndarray)}
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
+        try:
+            self._epoch_loop(train, valid)
+        finally:
+            for name in self.training_state:
+                self.__dict__.pop(name, None)
+
+    def _epoch_loop(self, train: Interactions,
+                    valid: Interactions | ValidationScore | None) -> None:
         self._init_training(train)
         loop = self._loop_start()
         stopped = valid is not None and loop.waited >= self.patience
@@ -87,7 +101,7 @@ class IterativeRecommender(Recommender):
                 record: dict[str, Any] = {"epoch": epoch + 1}
                 record |= result if isinstance(result, dict) else {"loss": float(result)}
                 if valid is not None:
-                    name, score = self.validation_score(train, valid)
+                    name, score = self.validation_score(valid)
                     record[name] = score
                     if score > loop.best_score:
                         loop.best_score, loop.best_state = score, self._snapshot()

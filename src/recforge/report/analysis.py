@@ -196,14 +196,9 @@ def tradeoff(ctx: Context, labels: list[str]) -> dict[str, pd.DataFrame]:
 def item_titles(ctx: Context) -> np.ndarray:
     """Each item's title, or its external id when the data has no titles."""
     data = ctx.record.train
-    table = data.item_features
-    if table is not None and "title" in table.text:
-        if not np.array_equal(table.ids, data.item_map.ids):
-            table = table.align(data.item_map)
-        titles = table.text["title"]
-        ids = data.item_map.ids.astype(str)
-        return np.where(pd.isna(titles), ids, titles).astype(str)
-    return data.item_map.ids.astype(str)
+    ids = data.item_map.ids.astype(str)
+    titles = data.item_column("text", "title")
+    return ids if titles is None else np.where(pd.isna(titles), ids, titles).astype(str)
 
 
 def example_users(ctx: Context, n_users: int = 3, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,6 @@ from recforge.evaluation.metrics import parse_metric
 from recforge.experiments.record import ExperimentRecord, ModelRecord
 from recforge.report.document import Table
 
-#: metric kinds where lower is better
-LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 ALPHA = 0.05
 #: the label of sampled figures: they overstate full-ranking figures and can reorder models
 #: (Krichene & Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020)
@@ -68,7 +66,7 @@ def report_protocols(record: ExperimentRecord) -> list[str]:
 def primary_metric(record: ExperimentRecord) -> Primary:
     """The first metric under the primary protocol (`report_protocols`)."""
     spec = parse_metric(record.metrics[0])
-    return Primary(report_protocols(record)[0], spec.name, spec.kind in LOWER_IS_BETTER)
+    return Primary(report_protocols(record)[0], spec.name, spec.lower_is_better)
 
 
 def seed_mean(runs: list[ModelRecord], protocol: str, name: str) -> float:

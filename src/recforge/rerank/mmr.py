@@ -28,12 +28,8 @@ DEFAULT_CANDIDATES = 100
 
 def item_genres(data: Interactions, column: str = "genres") -> sp.csr_matrix | None:
     """The items' multi-hot ``column`` aligned to ``data``'s item indices (None if absent)."""
-    table = data.item_features
-    if table is None or column not in table.multihot:
-        return None
-    if not np.array_equal(table.ids, data.item_map.ids):
-        table = table.align(data.item_map)
-    return table.multihot[column][1]
+    labelled = data.item_column("multihot", column)
+    return None if labelled is None else labelled[1]
 
 
 def minmax_relevance(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:

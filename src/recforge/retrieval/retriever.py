@@ -46,7 +46,14 @@ import numpy as np
 from recforge.data.interactions import IdMap, Interactions, canonical_int
 from recforge.data.query import QueryBatch
 from recforge.errors import CorruptFileError, InputError, ParameterError, UnknownNameError
-from recforge.io import MissingFileError, atomic_path, first_line, ids_fingerprint, read_json
+from recforge.io import (
+    MissingFileError,
+    atomic_path,
+    first_line,
+    ids_fingerprint,
+    plain,
+    read_json,
+)
 from recforge.models.base import MODEL_FILE, Recommender, model_output
 from recforge.retrieval.index import VectorIndex, make_index
 
@@ -59,7 +66,8 @@ class Recommendations:
     """One answer: internal indices, external ids, scores, titles and where it came from.
 
     ``source`` is ``index`` (ANN/exact search over embeddings), ``model`` (the model's own
-    exact ranking), ``encoder`` (a new user's encoded query) or ``popularity`` (cold start).
+    exact ranking, of a known user or, when it reads histories, of a new user's history),
+    ``encoder`` (a new user's encoded query) or ``popularity`` (cold start).
     """
 
     items: np.ndarray
@@ -74,7 +82,7 @@ class Recommendations:
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per item: rank, id, score and title."""
         titles = self.titles or [None] * len(self)
-        return [{"rank": r + 1, "id": _plain(i), "score": float(s), "title": t}
+        return [{"rank": r + 1, "id": plain(i), "score": float(s), "title": t}
                 for r, (i, s, t) in enumerate(zip(self.ids, self.scores, titles))]
 
 
@@ -138,7 +146,8 @@ class Retriever:
         items = items[(items >= 0) & (items < self.model.n_items_)]
         if self.encoder is None or self.index is None or (features is None and not len(items)):
             top, scores = self.model.recommend(queries, k)
-            source = "model" if "sequences" in self.model.consumes and len(items) else "popularity"
+            reads = "sequences" in self.model.consumes and len(items)
+            source = "model" if reads else "popularity"
             return self._answer(top[0], scores[0], source)
         query = np.asarray(self.encoder(features=features, history=[items]), dtype=np.float32)
         top, scores = self.index.search(query.reshape(1, -1), k, exclude=[items])
@@ -150,7 +159,7 @@ class Retriever:
         k = _clamp_k(k, max(self.model.n_items_ - 1, 1))
         index = _index_of(self.item_map, item, self.model.n_items_)
         if index < 0:
-            raise UnknownNameError(f"unknown item id {_plain(item)!r}")
+            raise UnknownNameError(f"unknown item id {plain(item)!r}")
         if self._similar_index is None:
             vectors = self.model.item_vectors()
             if vectors is None:
@@ -183,9 +192,7 @@ class Retriever:
 
 def item_titles(data: Interactions) -> np.ndarray | None:
     """Titles aligned with ``data``'s item indices (its ``title`` text column), or None."""
-    if data.item_features is None or "title" not in data.item_features.text:
-        return None
-    return data.item_features.align(data.item_map).text["title"]
+    return data.item_column("text", "title")
 
 
 def save_catalogue(folder: str | Path, data: Interactions) -> Path:
@@ -299,7 +306,3 @@ def _clamp_k(k: int, n: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError(f"k must be a positive integer, got {k!r}")
     return int(min(k, n))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from recforge.models.factorization.ials import _cholesky_solve
+from recforge.numerics import cholesky_solve
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -185,7 +185,7 @@ def als_solve_rows(indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray,
                     gram[a, b] += y[a] * y[b]
         for a in range(d):
             gram[a, a] += row_scale[u] * reg[a]
-        _cholesky_solve(gram, rhs, out[u])
+        cholesky_solve(gram, rhs, out[u])
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)

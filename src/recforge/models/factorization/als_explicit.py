@@ -14,7 +14,7 @@ from recforge.models.factorization.mf import AlternatingLeastSquares
 from recforge.models.registry import register
 
 
-@register("als")
+@register("als-wr")
 class ExplicitALS(AlternatingLeastSquares):
     """ALS-WR (Zhou et al. 2008): no biases, regularisation ``reg`` scaled by rating counts.
 

@@ -16,7 +16,14 @@ import numpy as np
 from recforge.data.interactions import Interactions
 from recforge.data.splits import random_split
 from recforge.models.base import Recommender
-from recforge.models.registry import create_model, get_model_class, register
+from recforge.models.registry import (
+    RENAMED,
+    create_model,
+    get_model_class,
+    model_names,
+    register,
+    saved_model_class,
+)
 from recforge.params import (
     BOOLEAN,
     PENALTY,
@@ -48,6 +55,13 @@ def _rating_model(name: str, value: Any) -> type[Recommender]:
     if not cls.predicts_ratings:
         raise parameter_error(name, f"blend member {value!r} does not predict ratings")
     return cls
+
+
+def _saved_member_params(name: str, params: Any) -> Any:
+    """A member's saved parameters with old names mapped (`Recommender.saved_params`)."""
+    if isinstance(params, dict) and (name in RENAMED or name in model_names()):
+        return saved_model_class(name).saved_params(params)
+    return params
 
 
 class MemberName(Rule):
@@ -120,6 +134,18 @@ class LinearBlend(Recommender):
         self.alpha = alpha
         self.refit = refit
         self.seed = seed
+
+    @classmethod
+    def saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Also maps the old names of members (`RENAMED`) and of their parameters."""
+        params = super().saved_params(params)
+        if isinstance(params.get("models"), list):
+            params["models"] = [RENAMED.get(name, name) if isinstance(name, str) else name
+                                for name in params["models"]]
+        if isinstance(params.get("params"), dict):
+            params["params"] = {RENAMED.get(name, name): _saved_member_params(name, member)
+                                for name, member in params["params"].items()}
+        return params
 
     def _member_names(self) -> list[str]:
         return list(self.models) if self.models is not None else list(DEFAULT_MEMBERS)

@@ -32,7 +32,7 @@ from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 from recforge.params import (
     BOOLEAN,
-    INIT_SCALE,
+    INIT_STD,
     LEARNING_RATE,
     PENALTY,
     SEED,
@@ -175,36 +175,36 @@ class BPR(FactorModel, IterativeRecommender):
 
     has_item_bias = True
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": WIDTH, "learning_rate": LEARNING_RATE, "regularization": PENALTY,
-        "bias_regularization": PENALTY, "sampling": Choice("uniform", "popularity"),
-        "init_scale": INIT_SCALE, "hogwild": BOOLEAN, "n_shards": Integer(1, MAX_SHARDS),
-        "num_threads": THREADS, "seed": SEED,
+        "factors": WIDTH, "learning_rate": LEARNING_RATE, "reg": PENALTY,
+        "reg_bias": PENALTY, "sampling": Choice("uniform", "popularity"),
+        "init_std": INIT_STD, "hogwild": BOOLEAN, "n_shards": Integer(1, MAX_SHARDS),
+        "threads": THREADS, "seed": SEED,
     }
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.05,
-                 regularization: float = 0.01, bias_regularization: float = 0.01,
+                 reg: float = 0.01, reg_bias: float = 0.01,
                  sampling: Literal["uniform", "popularity"] = "uniform", epochs: int = 30,
-                 init_scale: float = 0.1, hogwild: bool = False, n_shards: int = 8,
-                 num_threads: int = 0, seed: int = 0, patience: int = 5,
+                 init_std: float = 0.1, hogwild: bool = False, n_shards: int = 8,
+                 threads: int = 0, seed: int = 0, patience: int = 5,
                  verbose: bool = False):
         self.factors = factors
         self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.bias_regularization = bias_regularization
+        self.reg = reg
+        self.reg_bias = reg_bias
         self.sampling = sampling
         self.epochs = epochs
-        self.init_scale = init_scale
+        self.init_std = init_std
         self.hogwild = hogwild
         self.n_shards = n_shards
-        self.num_threads = num_threads
+        self.threads = threads
         self.seed = seed
         self.patience = patience
         self.verbose = verbose
 
     def _init_training(self, train: Interactions) -> None:
         rng = np.random.default_rng(self.seed)
-        self.user_factors_ = init_factors(rng, self.n_users_, self.factors, self.init_scale)
-        self.item_factors_ = init_factors(rng, self.n_items_, self.factors, self.init_scale)
+        self.user_factors_ = init_factors(rng, self.n_users_, self.factors, self.init_std)
+        self.item_factors_ = init_factors(rng, self.n_items_, self.factors, self.init_std)
         self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
         sampler = NegativeSampler(train.binary_csr, method=self.sampling)
         self._training = (sampler, rng)
@@ -214,9 +214,9 @@ class BPR(FactorModel, IterativeRecommender):
         users, pos, neg = sampler.sample_triples(rng, shuffle=True)
         order = np.arange(len(users))
         args = (self.user_factors_, self.item_factors_, self.item_bias_,
-                np.float32(self.learning_rate), np.float32(self.regularization),
-                np.float32(self.bias_regularization))
-        with numba_threads(self.num_threads):
+                np.float32(self.learning_rate), np.float32(self.reg),
+                np.float32(self.reg_bias))
+        with numba_threads(self.threads):
             if self.hogwild:
                 total = _epoch_hogwild(users, pos, neg, order, numba.get_num_threads(), *args)
             else:

@@ -15,8 +15,6 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 
-from recforge.data.interactions import Interactions
-
 
 def init_factors(rng: np.random.Generator, n: int, k: int, scale: float) -> np.ndarray:
     """``(n, k)`` float32 factors drawn from ``N(0, scale^2)``."""
@@ -39,21 +37,12 @@ class FactorModel:
     """Mixin: `_score`, `_predict` and `item_vectors` from ``user_factors_``/``item_factors_``.
 
     Subclasses that learn an item bias set ``has_item_bias = True`` and fit ``item_bias_``.
-    Training-only buffers kept in ``_training`` are dropped once fitting ends.
     """
 
     has_item_bias: ClassVar[bool] = False
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     item_bias_: np.ndarray
-
-    _training: Any
-
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        try:
-            super()._fit(train, valid)  # type: ignore[misc]
-        finally:
-            self.__dict__.pop("_training", None)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = self.user_factors_[users] @ self.item_factors_.T

@@ -29,9 +29,10 @@ from recforge.data.interactions import Interactions
 from recforge.models.factorization.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
+from recforge.numerics import cholesky_solve
 from recforge.params import (
     BOOLEAN,
-    INIT_SCALE,
+    INIT_STD,
     MAX_SOLVE_WIDTH,
     PENALTY,
     SEED,
@@ -139,36 +140,8 @@ def _cholesky_row(cols: np.ndarray, conf: np.ndarray, other: np.ndarray, gram: n
             w = (c - np.float32(1.0)) * y[f]
             for g in range(f + 1):
                 a[f, g] += w * y[g]
-    _cholesky_solve(a, b, x)
+    cholesky_solve(a, b, x)
     return conf_sum - _dot(b, x)
-
-
-@numba.njit(fastmath=True, nogil=True, error_model="numpy")
-def _cholesky_solve(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> None:
-    """Solve ``a x = b`` for symmetric positive-definite ``a`` given by its lower triangle
-    (overwritten with the Cholesky factor ``L``); float64 accumulation."""
-    k = b.shape[0]
-    for j in range(k):
-        s = np.float64(a[j, j])
-        for m in range(j):
-            s -= np.float64(a[j, m]) * a[j, m]
-        d = np.sqrt(max(s, 1e-30))
-        a[j, j] = d
-        for i in range(j + 1, k):
-            t = np.float64(a[i, j])
-            for m in range(j):
-                t -= np.float64(a[i, m]) * a[j, m]
-            a[i, j] = t / d
-    for i in range(k):  # L z = b
-        t = np.float64(b[i])
-        for m in range(i):
-            t -= np.float64(a[i, m]) * x[m]
-        x[i] = t / a[i, i]
-    for i in range(k - 1, -1, -1):  # L^T x = z
-        t = np.float64(x[i])
-        for m in range(i + 1, k):
-            t -= np.float64(a[m, i]) * x[m]
-        x[i] = t / a[i, i]
 
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True, error_model="numpy")
@@ -215,11 +188,11 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     the full objective (all ``n_users * n_items`` cells plus the L2 penalty) after the epoch,
     divided by the total confidence ``sum_{u,i} c_ui``.
 
-    Defaults (64 factors, ``regularization=30``, ``alpha=3``, binary linear confidence, 15
+    Defaults (64 factors, ``reg=30``, ``alpha=3``, binary linear confidence, 15
     epochs) were chosen on validation splits carved from training data only (leave-last-out
     of the leave-last-out training part) of ML-100K and of the synthetic implicit generator
     (2000 users x 1000 items x 100k), by sampled-99 HR@10 and full-ranking NDCG@10 over a grid
-    of factors {64, 128}, regularization {0.1 .. 100}, alpha {1, 3, 5, 10, 20}, raw vs
+    of factors {64, 128}, reg {0.1 .. 100}, alpha {1, 3, 5, 10, 20}, raw vs
     binary values, linear vs log scaling and 15 vs 30 epochs (raw ratings and log scaling
     were within noise of binary linear confidence on ML-100K; weak regularization, 0.1 to 1,
     scored lower on both sets).
@@ -228,21 +201,21 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     #: ``cg_steps`` is bounded like a width: CG solves a ``factors``-sized system exactly in at
     #: most ``factors`` steps
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": SOLVE_WIDTH, "regularization": PENALTY, "alpha": Real(0),
+        "factors": SOLVE_WIDTH, "reg": PENALTY, "alpha": Real(0),
         "scaling": Choice("linear", "log"), "epsilon": Real(0, low_open=True),
         "use_values": BOOLEAN, "solver": Choice("cg", "cholesky"),
-        "cg_steps": Integer(1, MAX_SOLVE_WIDTH), "init_scale": INIT_SCALE, "num_threads": THREADS,
+        "cg_steps": Integer(1, MAX_SOLVE_WIDTH), "init_std": INIT_STD, "threads": THREADS,
         "seed": SEED,
     }
 
-    def __init__(self, factors: int = 64, regularization: float = 30.0, alpha: float = 3.0,
+    def __init__(self, factors: int = 64, reg: float = 30.0, alpha: float = 3.0,
                  scaling: Literal["linear", "log"] = "linear", epsilon: float = 1.0,
                  use_values: bool = False, solver: Literal["cg", "cholesky"] = "cg",
-                 cg_steps: int = 3, epochs: int = 15, init_scale: float = 0.01,
-                 num_threads: int = 0, seed: int = 0, patience: int = 3,
+                 cg_steps: int = 3, epochs: int = 15, init_std: float = 0.01,
+                 threads: int = 0, seed: int = 0, patience: int = 3,
                  verbose: bool = False):
         self.factors = factors
-        self.regularization = regularization
+        self.reg = reg
         self.alpha = alpha
         self.scaling = scaling
         self.epsilon = epsilon
@@ -250,8 +223,8 @@ class ImplicitALS(FactorModel, IterativeRecommender):
         self.solver = solver
         self.cg_steps = cg_steps
         self.epochs = epochs
-        self.init_scale = init_scale
-        self.num_threads = num_threads
+        self.init_std = init_std
+        self.threads = threads
         self.seed = seed
         self.patience = patience
         self.verbose = verbose
@@ -264,19 +237,19 @@ class ImplicitALS(FactorModel, IterativeRecommender):
         total_confidence = float(cui.data.sum() - cui.nnz) + float(np.prod(cui.shape))
         self._training = (cui, ciu, total_confidence)
         rng = np.random.default_rng(self.seed)
-        self.user_factors_ = init_factors(rng, self.n_users_, self.factors, self.init_scale)
-        self.item_factors_ = init_factors(rng, self.n_items_, self.factors, self.init_scale)
+        self.user_factors_ = init_factors(rng, self.n_users_, self.factors, self.init_std)
+        self.item_factors_ = init_factors(rng, self.n_items_, self.factors, self.init_std)
 
     def _half_step(self, mat: sp.csr_matrix, factors: np.ndarray, other: np.ndarray) -> float:
         gram = other.T @ other
-        gram[np.diag_indices_from(gram)] += np.float32(self.regularization)
+        gram[np.diag_indices_from(gram)] += np.float32(self.reg)
         return _solve_rows(mat.indptr, mat.indices, mat.data, factors, other, gram,
                            self.solver == "cholesky", self.cg_steps)
 
     def _run_epoch(self, epoch: int) -> float:
         cui, ciu, total_confidence = self._training
-        with numba_threads(self.num_threads):
+        with numba_threads(self.threads):
             self._half_step(cui, self.user_factors_, self.item_factors_)
             items_part = self._half_step(ciu, self.item_factors_, self.user_factors_)
-        penalty = self.regularization * float(np.sum(self.user_factors_.astype(np.float64) ** 2))
+        penalty = self.reg * float(np.sum(self.user_factors_.astype(np.float64) ** 2))
         return (items_part + penalty) / total_confidence

@@ -28,7 +28,7 @@ from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
 from recforge.params import (
     DECAY,
-    INIT_SCALE,
+    INIT_STD,
     LEARNING_RATE,
     PENALTY,
     POSITIVE_PENALTY,
@@ -98,18 +98,10 @@ class FactorScorer(Recommender):
 
 
 class FactorRatingModel(FactorScorer, IterativeRecommender):
-    """A `FactorScorer` trained epoch by epoch (the shared loop of `IterativeRecommender`).
-
-    Training-only buffers live in ``_training`` and are dropped once fitting ends.
-    """
+    """A `FactorScorer` trained epoch by epoch (the shared loop of `IterativeRecommender`,
+    which drops the training-only buffers in ``_training`` once fitting ends)."""
 
     _training: SimpleNamespace
-
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        try:
-            super()._fit(train, valid)
-        finally:
-            self.__dict__.pop("_training", None)
 
 
 #: training ratings from which `BiasedMF` runs its parallel (stratified) schedule by default
@@ -120,9 +112,9 @@ PARALLEL_MIN_RATINGS = 1_000_000
 class BiasedMF(FactorRatingModel):
     """Biased MF trained by SGD with L2 regularisation and an exponential learning-rate decay.
 
-    Epoch ``e`` (from 0) uses learning rate ``lr * lr_decay**e`` for factors and biases. Each
-    epoch visits every training rating once in a seeded random order, stratified into
-    ``strata x strata`` (user block, item block) cells whose diagonals run in parallel
+    Epoch ``e`` (from 0) uses learning rate ``learning_rate * lr_decay**e`` for factors and
+    biases. Each epoch visits every training rating once in a seeded random order, stratified
+    into ``strata x strata`` (user block, item block) cells whose diagonals run in parallel
     (Gemulla et al. 2011): deterministic for a given ``seed`` and ``strata`` on any number of
     threads. ``strata=1`` is plain serial SGD; ``None`` (default) picks 1 below
     `PARALLEL_MIN_RATINGS` training ratings and 8 from there on.
@@ -131,8 +123,8 @@ class BiasedMF(FactorRatingModel):
     per-user random 10% of ML-100K ``u1.base`` and ``u2.base`` (grid over factors, lr, decay,
     reg), confirmed on the same carve of ``u3..u5.base`` and on `recforge.data.synthetic` --
     never on a test split: mean validation RMSE 0.912 over the five carves, against 0.923 for
-    ``factors=50, lr=0.01, lr_decay=0.95, reg=0.05`` and 0.942 for Surprise's SVD settings
-    (lr 0.005, reg 0.02, 20 epochs, init_std 0.1); also the best of five settings on two
+    ``factors=50, learning_rate=0.01, lr_decay=0.95, reg=0.05`` and 0.942 for Surprise's SVD
+    settings (lr 0.005, reg 0.02, 20 epochs, init_std 0.1); also the best of five settings on two
     ML-100K-sized synthetic sets. ``reg`` is data-dependent: on a larger synthetic set (1M
     ratings, 20k users) reg 0.05 validated better (0.778 against 0.793; ML-100K: 0.930
     against 0.912), so tune it on a validation split for very different data.
@@ -143,19 +135,19 @@ class BiasedMF(FactorRatingModel):
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": WIDTH, "lr": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
-        "reg_bias": PENALTY, "init_std": INIT_SCALE, "strata": Optional(Integer(1, MAX_STRATA)),
+        "factors": WIDTH, "learning_rate": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
+        "reg_bias": PENALTY, "init_std": INIT_STD, "strata": Optional(Integer(1, MAX_STRATA)),
         "seed": SEED,
     }
 
-    def __init__(self, factors: int = 100, epochs: int = 40, lr: float = 0.02,
+    def __init__(self, factors: int = 100, epochs: int = 40, learning_rate: float = 0.02,
                  lr_decay: float = 0.97, reg: float = 0.1, reg_bias: float = 0.01,
                  init_std: float = 0.05, strata: int | None = None, seed: int = 0,
                  patience: int = 5,
                  verbose: bool = False):
         self.factors = factors
         self.epochs = epochs
-        self.lr = lr
+        self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.reg = reg
         self.reg_bias = reg_bias
@@ -182,7 +174,7 @@ class BiasedMF(FactorRatingModel):
 
     def _run_epoch(self, epoch: int) -> float:
         t = self._training
-        rate = self.lr * self.lr_decay**epoch
+        rate = self.learning_rate * self.lr_decay**epoch
         data = (t.users, t.items, t.ratings)
         params = (self.global_mean_, self.user_bias_, self.item_bias_, self.user_factors_,
                   self.item_factors_, rate, self.reg, self.reg_bias)
@@ -231,7 +223,7 @@ class AlternatingLeastSquares(FactorRatingModel):
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": SOLVE_WIDTH, "reg": POSITIVE_PENALTY, "init_std": INIT_SCALE, "seed": SEED,
+        "factors": SOLVE_WIDTH, "reg": POSITIVE_PENALTY, "init_std": INIT_STD, "seed": SEED,
     }
 
     #: scale the regularisation by each row's rating count (Zhou et al. 2008)

@@ -24,7 +24,7 @@ from recforge.models.registry import register
 from recforge.params import PENALTY, SEED, WIDTH, Rule
 
 
-@register("svd")
+@register("truncated-svd")
 class TruncatedSVD(FactorScorer):
     """Rank-``factors`` truncated SVD of the ratings minus ``mu + b_u + b_i`` (ARPACK, seeded
     start vector, so deterministic per seed).

@@ -19,12 +19,13 @@ from recforge.data.interactions import Interactions
 from recforge.models.factorization._sgd_kernels import sgd_epoch_svdpp
 from recforge.models.factorization.mf import FactorRatingModel, init_rows, kernel_seed
 from recforge.models.registry import register
-from recforge.params import DECAY, INIT_SCALE, LEARNING_RATE, PENALTY, SEED, WIDTH, Rule
+from recforge.params import DECAY, INIT_STD, LEARNING_RATE, PENALTY, SEED, WIDTH, Rule
 
 
 @register("svdpp")
 class SVDpp(FactorRatingModel):
-    """SVD++ by SGD, learning rate ``lr * lr_decay**epoch``; serial and deterministic per seed.
+    """SVD++ by SGD, learning rate ``learning_rate * lr_decay**epoch``; serial and deterministic
+    per seed.
 
     ``reg`` regularises ``p_u``/``q_i``, ``reg_implicit`` the ``y_j`` and ``reg_bias`` the
     biases. Learned state adds ``implicit_factors_`` (the ``y_j``) and ``implicit_sum_`` (each
@@ -36,17 +37,17 @@ class SVDpp(FactorRatingModel):
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {
-        "factors": WIDTH, "lr": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
-        "reg_implicit": PENALTY, "reg_bias": PENALTY, "init_std": INIT_SCALE, "seed": SEED,
+        "factors": WIDTH, "learning_rate": LEARNING_RATE, "lr_decay": DECAY, "reg": PENALTY,
+        "reg_implicit": PENALTY, "reg_bias": PENALTY, "init_std": INIT_STD, "seed": SEED,
     }
 
-    def __init__(self, factors: int = 100, epochs: int = 20, lr: float = 0.01,
+    def __init__(self, factors: int = 100, epochs: int = 20, learning_rate: float = 0.01,
                  lr_decay: float = 0.98, reg: float = 0.05, reg_implicit: float = 0.1,
                  reg_bias: float = 0.05, init_std: float = 0.01, seed: int = 0,
                  patience: int = 5, verbose: bool = False):
         self.factors = factors
         self.epochs = epochs
-        self.lr = lr
+        self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.reg = reg
         self.reg_implicit = reg_implicit
@@ -79,7 +80,7 @@ class SVDpp(FactorRatingModel):
 
     def _run_epoch(self, epoch: int) -> float:
         t = self._training
-        rate = self.lr * self.lr_decay**epoch
+        rate = self.learning_rate * self.lr_decay**epoch
         sse = sgd_epoch_svdpp(t.indptr, t.rows, t.items, t.ratings,
                               t.rng.permutation(self.n_users_), kernel_seed(t.rng),
                               self.global_mean_, self.user_bias_, self.item_bias_,

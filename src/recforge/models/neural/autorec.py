@@ -11,8 +11,6 @@ are the model's item vectors.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -24,7 +22,8 @@ from recforge.data.interactions import Interactions
 from recforge.models.factorization._sgd_kernels import predict_pairs
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
-from recforge.params import INIT_SCALE, MAX_EPOCHS, PENALTY, SEED, WIDTH, Integer, Rule
+from recforge.numerics import LBFGS, dot
+from recforge.params import INIT_STD, MAX_EPOCHS, PENALTY, SEED, WIDTH, Integer, Rule
 
 
 class _Objective:
@@ -70,7 +69,7 @@ class _Objective:
         pred = predict_pairs(self.pair_users, self.pair_items, 0.0, dec_bias, self.no_item_bias,
                              dec, codes)
         err = pred - self.items_by_user.data
-        loss = _dot(err.astype(np.float64), err.astype(np.float64)) + 0.5 * self.reg * float(
+        loss = dot(err.astype(np.float64), err.astype(np.float64)) + 0.5 * self.reg * float(
             np.sum(enc * enc, dtype=np.float64) + np.sum(dec * dec, dtype=np.float64))
         twice = 2.0 * err
         resid = sp.csr_matrix((twice, self.items_by_user.indices, self.items_by_user.indptr),
@@ -85,66 +84,6 @@ class _Objective:
         g_enc[:] = self.users_by_item @ back + self.reg * enc
         g_enc_bias[:] = back.sum(axis=0)
         return loss, grad
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Inner product without BLAS: OpenBLAS's threaded ddot stalls badly on a busy machine
-    (milliseconds for a 10k-vector), and this loop is as fast when the machine is idle."""
-    return float(np.einsum("i,i->", a, b))
-
-
-class LBFGS:
-    """Limited-memory BFGS (Nocedal & Wright, "Numerical Optimization", algorithm 7.4) that
-    keeps its curvature memory between calls to `run`, so training can pause every epoch
-    without restarting the optimiser. Backtracking (Armijo) line search from the unit step;
-    curvature pairs with ``s . y <= 0`` are skipped."""
-
-    def __init__(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
-                 memory: int = 10):
-        self.fun = fun
-        self.x = x0
-        self.f, self.g = fun(x0)
-        self.pairs: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=memory)
-
-    def _direction(self) -> np.ndarray:
-        """``-H g`` by the two-loop recursion over the stored pairs."""
-        q = self.g.copy()
-        alphas = []
-        for s, y, rho in reversed(self.pairs):
-            alpha = rho * _dot(s, q)
-            q -= alpha * y
-            alphas.append(alpha)
-        if self.pairs:
-            s, y, _ = self.pairs[-1]
-            q *= _dot(s, y) / _dot(y, y)
-        else:
-            q /= max(np.abs(q).sum(), 1.0)  # a cautious first step
-        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
-            q += (alpha - rho * _dot(y, q)) * s
-        return -q
-
-    def run(self, steps: int) -> float:
-        """Take up to ``steps`` iterations; returns the objective at the current point."""
-        for _ in range(steps):
-            d = self._direction()
-            slope = _dot(self.g, d)
-            if slope >= 0:  # not a descent direction: forget the curvature and retry
-                self.pairs.clear()
-                d, slope = -self.g, -_dot(self.g, self.g)
-            t = 1.0
-            for _ in range(30):
-                f_new, g_new = self.fun(self.x + t * d)
-                if f_new <= self.f + 1e-4 * t * slope:
-                    break
-                t *= 0.5
-            else:
-                return self.f  # no decrease found: converged as far as float32 allows
-            s, y = t * d, g_new - self.g
-            curvature = _dot(s, y)
-            if curvature > 1e-10:
-                self.pairs.append((s, y, 1.0 / curvature))
-            self.x, self.f, self.g = self.x + s, f_new, g_new
-        return self.f
 
 
 @register("autorec")
@@ -171,7 +110,7 @@ class AutoRec(IterativeRecommender):
     predicts_ratings = True
     param_rules: ClassVar[dict[str, Rule]] = {
         "hidden": WIDTH, "reg": PENALTY, "lbfgs_steps": Integer(1, MAX_EPOCHS),
-        "init_std": INIT_SCALE, "seed": SEED,
+        "init_std": INIT_STD, "seed": SEED,
     }
 
     def __init__(self, hidden: int = 500, reg: float = 200.0, epochs: int = 12,
@@ -210,12 +149,6 @@ class AutoRec(IterativeRecommender):
         loss = self._training.optimiser.run(self.lbfgs_steps)
         self._publish()
         return loss / self._training.objective.items_by_user.nnz
-
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        try:
-            super()._fit(train, valid)
-        finally:
-            self.__dict__.pop("_training", None)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = self.user_weights_[users] @ self.item_codes_.T + self.user_bias_[users, None]

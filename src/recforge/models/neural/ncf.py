@@ -57,12 +57,13 @@ import torch
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
 from recforge.nn.trainer import ScoringModule
 from recforge.params import (
     BOOLEAN,
-    INIT_SCALE,
+    INIT_STD,
     UNIT,
     WIDTH,
     NestedParams,
@@ -238,7 +239,7 @@ class _NCF(TorchRecommender):
 
     head: ClassVar[Head]
     init_std: float
-    param_rules: ClassVar[dict[str, Rule]] = {"init_std": INIT_SCALE}
+    param_rules: ClassVar[dict[str, Rule]] = {"init_std": INIT_STD}
 
     def _module_args(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -362,7 +363,7 @@ class NeuMF(_NCF):
     def _module_args(self) -> dict[str, Any]:
         return {"factors": self.factors, "layers": self.layers}
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
         parts = self._pretrained_parts(train, valid) if self.pretrain else None
         self.pretrain_history_ = {name: part.history_ for name, part in (parts or {}).items()}
         self._parts = parts
@@ -372,7 +373,7 @@ class NeuMF(_NCF):
             del self._parts
 
     def _pretrained_parts(self, train: Interactions,
-                          valid: Interactions | None) -> dict[str, _NCF]:
+                          valid: Interactions | ValidationScore | None) -> dict[str, _NCF]:
         gmf = self._part(GMF, "gmf", {"factors": self.factors}, self.gmf_params)
         mlp = self._part(MLP, "mlp", {"layers": self.layers}, self.mlp_params)
         return {"gmf": gmf.fit(train, valid), "mlp": mlp.fit(train, valid)}

@@ -47,6 +47,8 @@ from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
+from recforge.io import json_default
+from recforge.models.base import ValidationScore
 from recforge.models.iterative import IterativeRecommender, LoopState
 from recforge.nn.batching import (
     Batch,
@@ -139,15 +141,12 @@ class TorchRecommender(IterativeRecommender):
         """The device the module lives on (resolved from ``device``)."""
         return resolve_device(self.device)
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
         config = self.training_config()
         device = self.torch_device
         with runtime(device, config.threads), torch.random.fork_rng(rng_devices(device)):
             torch.manual_seed(config.seed)
-            try:
-                super()._fit(train, valid)
-            finally:
-                self.__dict__.pop("_training", None)
+            super()._fit(train, valid)
         self.module_.eval()
 
     def _init_training(self, train: Interactions) -> None:
@@ -208,7 +207,7 @@ class TorchRecommender(IterativeRecommender):
             "trainer": trainer_state,
             "numpy_rng": self._training.rng.bit_generator.state,
         }
-        save_checkpoint(path, tensors, json.loads(json.dumps(state, default=_json_value)))
+        save_checkpoint(path, tensors, json.loads(json.dumps(state, default=json_default)))
 
     def _load_checkpoint(self, path: Path) -> LoopState:
         tensors, state = load_checkpoint(path)
@@ -227,7 +226,7 @@ class TorchRecommender(IterativeRecommender):
             raise ValueError(f"checkpoint {path} was written by {state['model']!r} on data "
                              f"{state['data']} (users, items, positives), not by "
                              f"{self.name!r} on {self._data_signature()}")
-        mine = json.loads(json.dumps(self.get_params(), default=_json_value))
+        mine = json.loads(json.dumps(self.get_params(), default=json_default))
         changed = sorted(k for k in mine if k not in _RUN_PARAMS
                          and state["params"].get(k) != mine[k])
         if changed:
@@ -263,13 +262,3 @@ class TorchRecommender(IterativeRecommender):
                 self.module_ = self._build_module().to(self.torch_device)
         self.module_.load_state_dict(weights)
         self.module_.eval()
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if torch.is_tensor(value):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
