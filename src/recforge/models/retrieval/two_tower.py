@@ -264,6 +264,7 @@ class TwoTower(TorchRecommender):
 
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "train_batch_size": 1024,
                                                    "learning_rate": 0.003}
+    training_state = ("_training", "_features", "_examples", "_frequency", "_positives")
     param_rules: ClassVar[dict[str, Rule]] = {
         "layers": SequenceRule(WIDTH, min_len=1), "id_dim": WIDTH, "cat_dim": WIDTH,
         "history_length": Integer(1, MAX_HISTORY), "temperature": Real(0, low_open=True),
@@ -315,11 +316,7 @@ class TwoTower(TorchRecommender):
                           encode_table(items, self.item_codec_, self.item_texts_, train.n_items))
         self.user_widths_ = codec_widths(self.user_codec_, self._features[0][1].shape[1])
         self.item_widths_ = codec_widths(self.item_codec_, self._features[1][1].shape[1])
-        try:
-            super()._fit(train, valid)
-        finally:
-            for name in ("_features", "_examples", "_frequency", "_positives"):
-                self.__dict__.pop(name, None)
+        super()._fit(train, valid)
 
     def _init_training(self, train: Interactions) -> None:
         super()._init_training(train)
