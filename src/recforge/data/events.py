@@ -28,7 +28,7 @@ import pandas as pd
 
 from recforge.data.codec import Field
 from recforge.data.features import SideTable
-from recforge.data.interactions import IdMap, Interactions
+from recforge.data.interactions import IdMap, IdSpace, Interactions
 from recforge.data.readers import (
     PARQUET_SUFFIXES,
     DataFormatError,
@@ -49,7 +49,7 @@ HOUR, DAY = 3600, 86_400
 _EPOCH_WEEKDAY = 3
 
 
-class Events:
+class Events(IdSpace):
     """Logged events (module docstring). Rows keep the order they were given in."""
 
     def __init__(self, users: Any, items: Any, *, user_map: IdMap, item_map: IdMap,
@@ -81,14 +81,6 @@ class Events:
     def __repr__(self) -> str:
         return (f"Events({self.name + ', ' if self.name else ''}{len(self)} events, "
                 f"labels={list(self.labels)}, context={list(self.context.columns)})")
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     def label(self, name: str) -> np.ndarray:
         """The label column ``name``."""

@@ -107,7 +107,23 @@ class IdMap:
         return self.ids[index]
 
 
-class Interactions:
+class IdSpace:
+    """Users and items as two id maps (``user_map``, ``item_map``): the id space that
+    `Interactions`, `recforge.data.events.Events` and the streamed readers share."""
+
+    user_map: IdMap
+    item_map: IdMap
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+
+class Interactions(IdSpace):
     """User-item interactions with dense ids, optional ratings/timestamps/weights and side tables.
 
     ``users[j]``/``items[j]`` are internal indices of interaction ``j``; ``user_map`` and
@@ -254,14 +270,6 @@ class Interactions:
     # ------------------------------------------------------------------ basic properties
     def __len__(self) -> int:
         return len(self.users)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     @property
     def n_interactions(self) -> int:

@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge.data.events import Events
-from recforge.data.interactions import IdMap, Interactions, external_ids
+from recforge.data.interactions import IdMap, IdSpace, Interactions, external_ids
 from recforge.data.readers import DataFormatError
 from recforge.data.sampling import NegativeSampler
 from recforge.errors import UnknownNameError
@@ -37,7 +37,7 @@ Chunk = tuple[np.ndarray, np.ndarray]
 COUNT = Integer(1, MAX_COUNT)
 
 
-class ParquetInteractions:
+class ParquetInteractions(IdSpace):
     """An interaction log in a Parquet file, read ``chunk_rows`` rows at a time (module
     docstring). ``user`` and ``item`` name its id columns."""
 
@@ -66,14 +66,6 @@ class ParquetInteractions:
     def __repr__(self) -> str:
         return (f"ParquetInteractions({str(self.path)!r}, {self.n_users} users x "
                 f"{self.n_items} items, {self.n_interactions} interactions)")
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     def chunks(self, rng: np.random.Generator | None = None) -> Iterator[Chunk]:
         """``(users, items)`` int32 index arrays of at most ``chunk_rows`` rows each, the row
