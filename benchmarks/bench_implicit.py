@@ -109,7 +109,7 @@ def ranking_metrics(model: Recommender, train: Interactions, test: Interactions)
 
 def quality(data: Interactions, threads: int) -> dict[str, Any]:
     """Default hyperparameters of each library on ML-100K."""
-    split = leave_last_out(data)
+    split = leave_last_out(data, ties="item-id")
     makers: dict[str, Callable[[], Recommender]] = {
         "recforge-ials": lambda: ImplicitALS(threads=threads),
         "implicit-als": lambda: implicit_als(num_threads=threads, random_state=0),
@@ -205,7 +205,7 @@ def main() -> None:
         if name == "ml-100k":
             data = load_dataset("ml-100k")
             report["quality"] = quality(data, args.threads)
-            report["speed"] = speed(leave_last_out(data).train, args.threads, args.repeats,
+            report["speed"] = speed(leave_last_out(data, ties="item-id").train, args.threads, args.repeats,
                                     bpr_epochs=100)
         else:
             data = synthetic_10m(args.synthetic_parquet)

@@ -128,8 +128,8 @@ def validate(args: argparse.Namespace) -> None:
     for label, (full, rated) in datasets.items():
         # validation folds from the training part only: each user's last training
         # interaction (v1) and, from what precedes it, the one before (v2)
-        v1 = leave_last_out(leave_last_out(full).train)
-        v2 = leave_last_out(v1.train)
+        v1 = leave_last_out(leave_last_out(full, ties="item-id").train, ties="item-id")
+        v2 = leave_last_out(v1.train, ties="item-id")
         evaluators = [Evaluator(fold.train, fold.test, metrics=["hr@10"],
                                 protocol="sampled-99", seed=seed)
                       for fold in (v1, v2) for seed in (0, 1, 2)]
@@ -180,7 +180,7 @@ def quality(args: argparse.Namespace) -> None:
     from recforge.data.splits import leave_last_out, random_split
 
     full = load_ml100k(DATA_DIR)
-    loo = leave_last_out(full)
+    loo = leave_last_out(full, ties="item-id")
     rand = random_split(full, test_fraction=0.2, seed=0)
     figures: dict[str, Any] = {}
     for name in TOP_N_MODELS:

@@ -130,7 +130,7 @@ def throughput(model: TorchRecommender) -> dict[str, list[float]]:
 
 # ---------------------------------------------------------------------- benchmark
 def benchmark(names: list[str], seeds: list[int], device: str) -> dict[str, Any]:
-    split = leave_last_out(load_dataset("ml-100k"))
+    split = leave_last_out(load_dataset("ml-100k"), ties="item-id")
     out: dict[str, Any] = {"machine": machine(), "protocol": "leave-last-out; sampled-99 "
                            "negatives and full ranking, evaluation seed 0", "models": {}}
     for name in names:
@@ -161,7 +161,7 @@ def validation_splits(names: list[str]) -> dict[str, tuple[Interactions, Interac
     out = {}
     for name in names:
         data = loaders[name]()
-        inner = leave_last_out(leave_last_out(data).train)
+        inner = leave_last_out(leave_last_out(data, ties="item-id").train, ties="item-id")
         out[name] = (inner.train, inner.test)
     return out
 

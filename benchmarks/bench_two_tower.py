@@ -101,7 +101,7 @@ def cold_recall(model: Recommender, train: Interactions, test: Interactions,
 
 # ---------------------------------------------------------------------- benchmark
 def warm_runs(data: Interactions, seeds: list[int]) -> dict[str, Any]:
-    train, test = leave_last_out(data)
+    train, test = leave_last_out(data, ties="item-id")
     runs = []
     for seed in seeds:
         model = TwoTower(seed=seed)
@@ -155,11 +155,12 @@ def validation_sets() -> dict[str, tuple[Interactions, Interactions, np.ndarray 
     """(train, validation, held-out item mask or None), carved from training data only."""
     ml = load_dataset("ml-100k")
     sets: dict[str, tuple[Interactions, Interactions, np.ndarray | None]] = {}
-    inner = leave_last_out(leave_last_out(ml).train)
+    inner = leave_last_out(leave_last_out(ml, ties="item-id").train, ties="item-id")
     sets["ml-100k"] = (inner.train, inner.test, None)
     outer_train, _, _ = cold_item_split(ml, 0)
     sets["ml-100k-cold"] = cold_item_split(outer_train, 0)
-    inner = leave_last_out(leave_last_out(generate(feedback="implicit")).train)
+    inner = leave_last_out(
+        leave_last_out(generate(feedback="implicit"), ties="item-id").train, ties="item-id")
     sets["synthetic"] = (inner.train, inner.test, None)
     return sets
 

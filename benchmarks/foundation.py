@@ -38,7 +38,7 @@ def dataset_counts() -> dict[str, Any]:
 
 
 def most_popular_sampled(seeds: list[int]) -> dict[str, Any]:
-    split = leave_last_out(load_dataset("ml-100k"))
+    split = leave_last_out(load_dataset("ml-100k"), ties="item-id")
     model = MostPopular().fit(split.train)
     out: dict[str, Any] = {}
     for ties in ("pessimistic", "optimistic"):
