@@ -14,6 +14,7 @@ from recforge.data import Interactions
 from recforge.data.codec import FeatureCodec
 from recforge.data.features import SideTable
 from recforge.data.synthetic import generate
+from recforge.errors import InputError
 from recforge.evaluation import Evaluator
 from recforge.models import MostPopular, Recommender, create_model
 from recforge.models.retrieval.two_tower import TwoTower, histories, pad_histories
@@ -204,6 +205,18 @@ def test_save_load_keeps_codecs_and_cold_encoders(fitted: TwoTower, featured: In
     assert np.array_equal(loaded.encode_items(table), fitted.encode_items(table))
     assert np.array_equal(loaded.user_embeddings([0, 1, -1]), fitted.user_embeddings([0, 1, -1]))
     assert loaded.user_codec_ == fitted.user_codec_
+
+
+def test_a_model_saved_before_the_feature_codec_recommends_but_refuses_to_encode(
+        fitted: TwoTower, featured: Interactions, tmp_path: Path) -> None:
+    loaded = Recommender.load(fitted.save(tmp_path / "tt"))
+    del loaded.item_texts_  # what a two-tower saved by recforge 0.1 lacks
+    assert np.array_equal(loaded.recommend([0, 1], k=5)[0], fitted.recommend([0, 1], k=5)[0])
+    table = featured.item_features.take(np.arange(5), np.arange(5) + 1)
+    with pytest.raises(InputError, match="saved by an earlier recforge.*retrained"):
+        loaded.encode_items(table)
+    with pytest.raises(InputError, match="saved by an earlier recforge"):
+        loaded.encode_users(history=[[1, 2]])
 
 
 def test_learns_the_planted_structure() -> None:

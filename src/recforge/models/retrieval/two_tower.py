@@ -70,6 +70,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
 from recforge.data.sequences import Sequences, pad_histories
 from recforge.data.text import METHODS, embed_texts, resolve_method
+from recforge.errors import InputError
 from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
@@ -424,6 +425,7 @@ class TwoTower(TorchRecommender):
     def encode_items(self, features: SideTable) -> np.ndarray:
         """Embeddings (as in `item_embeddings`, last column 0) of new items from their
         features alone."""
+        self._check_codec()
         cats, dense = encode_table(features, self.item_codec_, self.item_texts_, len(features))
         ids = np.full(len(features), -1, dtype=np.int64)
         vectors = self._vectors(self.module_.encode_items, ids, cats, dense)
@@ -438,6 +440,7 @@ class TwoTower(TorchRecommender):
         n = len(features) if features is not None else len(history)
         if history is not None and len(history) != n:
             raise ValueError(f"{len(history)} histories for {n} users")
+        self._check_codec()
         cats, dense = encode_table(features, self.user_codec_, {}, n)
         pad = self.n_items_
         rows = (np.full((n, self.history_length), pad, dtype=np.int64) if history is None else
@@ -445,6 +448,16 @@ class TwoTower(TorchRecommender):
         ids = np.full(n, -1, dtype=np.int64)
         vectors = self._vectors(self.module_.encode_users, ids, cats, dense, rows)
         return self._with_fallback_column(vectors, np.zeros(n))
+
+
+    def _check_codec(self) -> None:
+        """Cold-start encoding needs the `FeatureCodec` state saved since recforge 0.2; a model
+        saved before it (no ``item_texts_``) still recommends, but cannot encode new rows."""
+        self.check_fitted()
+        if not hasattr(self, "item_texts_"):
+            raise InputError(f"{type(self).__name__} was saved by an earlier recforge whose "
+                             "feature encoding cannot be rebuilt; recommend and similar work, "
+                             "but encoding new users or items needs the model retrained")
 
 
 def _ids_or_unknown(known: np.ndarray) -> np.ndarray:
