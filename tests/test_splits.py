@@ -237,8 +237,9 @@ def test_validation_is_carved_from_train_the_same_way() -> None:
 def test_clear_errors() -> None:
     data = toy()
     no_time = Interactions.from_pandas(data.to_pandas().drop(columns="timestamp"))
-    for func in (leave_last_out, lambda d: temporal_split(d, 0.2)):
-        with pytest.raises(ValueError, match="needs timestamps"):
+    for func, name in ((leave_last_out, "leave-last-out"),
+                       (lambda d: temporal_split(d, 0.2), "temporal_split")):
+        with pytest.raises(ValueError, match=f"^{name} needs timestamps"):
             func(no_time)
     with pytest.raises(ValueError, match="exactly one"):
         temporal_split(data)

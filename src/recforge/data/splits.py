@@ -167,6 +167,7 @@ def leave_last_out(data: Interactions, n: int = 1, ties: str = DEFAULT_TIES,
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
+    _require_timestamps(data, "leave-last-out")
     position = np.empty(len(data), dtype=np.int64)
     position[order_by_time(data, ties, seed)] = np.arange(len(data))
     rank, counts = _rank_within_user(data, position)

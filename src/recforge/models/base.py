@@ -226,8 +226,9 @@ class Recommender:
         return self
 
     #: what to try when `fit` produces non-finite values (ends the error message)
-    divergence_hint: ClassVar[str] = ("check the hyperparameters: a lower learning rate or "
-                                      "stronger regularisation usually helps")
+    divergence_hint: ClassVar[str] = ("the hyperparameters make the fit diverge or overflow "
+                                      "(a learning rate too high, or a regularisation or "
+                                      "initial scale too large or too small for the data)")
 
     def _check_finite(self) -> None:
         """Raise `TrainingDivergedError` when a learned array (dense, or a sparse matrix's
