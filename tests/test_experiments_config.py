@@ -151,3 +151,10 @@ def test_toml_writer_round_trips_values() -> None:
 def test_example_files_are_valid(path: Path) -> None:
     exp = load_experiment(path)
     assert exp.models and exp.data.dataset == "ml-100k"
+
+
+def test_a_binary_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_bytes(b"\xff\xfe[experiment]")
+    with pytest.raises(ExperimentConfigError, match=r"exp.toml: not a UTF-8 text file \(byte 0"):
+        load_experiment(path)

@@ -181,9 +181,12 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; `ExperimentConfigError` names what is wrong."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ExperimentConfigError(f"{path}: cannot read the experiment file ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ExperimentConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: "
+                                    f"{exc.reason})") from None
     return parse_experiment(text, source=str(path), base_dir=path.parent)
 
 
