@@ -160,6 +160,20 @@ def test_save_refuses_foreign_targets_and_replaces_its_own(tmp_path: Path) -> No
     assert (tmp_path / "other" / "x").read_text() == "x"
 
 
+def test_a_users_file_added_to_an_earlier_model_folder_is_never_lost(tmp_path: Path) -> None:
+    model = fitted()
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "notes").mkdir()
+    (tmp_path / "m" / "notes" / "why.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"files recforge did not write \(notes/why.txt\)"):
+        model.save(tmp_path / "m")
+    assert main(["train", "--model", "most-popular", "--dataset", "synthetic",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert (tmp_path / "m" / "notes" / "why.txt").read_text() == "mine"
+    (tmp_path / "m" / "notes" / "why.txt").unlink()
+    model.save(tmp_path / "m")  # an empty folder left behind is not a user's file
+
+
 def test_run_does_not_take_a_stray_summary_json_for_its_own(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     from recforge.experiments import runner
@@ -516,3 +530,12 @@ def test_a_report_updates_a_run_folder_and_keeps_its_files(tmp_path: Path) -> No
     marker = verify_folder(run, "run")
     assert {"summary.json", "report.md", "report.html"} <= set(marker["files"])
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("out", ["", "/", ".", ".."])
+def test_an_output_path_that_names_nothing_is_one_line(out: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--model", "most-popular", "--dataset", "synthetic",
+                 "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a usable output path" in err

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from recforge import __version__
-from recforge.errors import ConcurrentWriteError, CorruptFileError, OutputExistsError
+from recforge.errors import ConcurrentWriteError, CorruptFileError, InputError, OutputExistsError
 
 #: the ownership marker and manifest of every folder recforge writes
 MARKER = ".recforge.json"
@@ -90,7 +90,7 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None, *, legacy: Lega
 
     Hard links are shared with the current folder: replace such a file (`atomic_path`, or
     unlink it first), never write into it."""
-    path = Path(path)
+    path = _output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _claimed(path, lambda: check_target(path, kind, legacy)) if kind else _unlocked(path):
         tmp = _leftover_name(path, "tmp")
@@ -117,7 +117,7 @@ def atomic_path(path: str | os.PathLike,
     With ``owned``, an existing ``path`` is replaced only if ``owned(path)`` (recforge wrote
     it; else `OutputExistsError`), and the path is locked while written
     (`ConcurrentWriteError` for a second writer). Without it (caches) nothing is checked."""
-    path = Path(path)
+    path = _output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _claimed(path, lambda: _check_file_target(path, owned)) if owned else _unlocked(path):
         tmp = _leftover_name(path, "tmp")
@@ -128,6 +128,15 @@ def atomic_path(path: str | os.PathLike,
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a `Path`; `InputError` when it names no file or folder ('' or '/')."""
+    out = Path(path)
+    if not out.name or out.name in (".", ".."):
+        raise InputError(f"{str(path)!r} is not a usable output path (it names no file or "
+                         "folder)")
+    return out
 
 
 def check_target(path: Path, kind: str, legacy: Legacy | None = None) -> None:
@@ -142,12 +151,28 @@ def check_target(path: Path, kind: str, legacy: Legacy | None = None) -> None:
         raise OutputExistsError(f"{path} exists and is a file, not a recforge {kind} folder; "
                                 "refusing to replace it (choose another output path)")
     found = marker_kind(path)
-    if found == kind or not any(path.iterdir()) or (
-            found is None and legacy is not None and legacy(path)):
+    if found == kind:
+        _check_no_foreign_files(path)
+        return
+    if not any(path.iterdir()) or (found is None and legacy is not None and legacy(path)):
         return
     what = f"a recforge {found} folder" if found else "a folder recforge did not write"
     raise OutputExistsError(f"{path} holds {what}, not a recforge {kind} folder; refusing to "
                             "replace it (choose another output path or remove it yourself)")
+
+
+def _check_no_foreign_files(folder: Path) -> None:
+    """`OutputExistsError` when a marked ``folder`` holds files its marker does not list
+    (added after recforge wrote it: replacing the folder would delete them)."""
+    listed = set(read_marker(folder)["files"]) | {MARKER}
+    foreign = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if not p.is_dir() and p.relative_to(folder).as_posix() not in listed)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise OutputExistsError(f"{folder} holds files recforge did not write ({shown}); "
+                                "refusing to replace it (move them out or choose another "
+                                "output path)")
 
 
 def _check_file_target(path: Path, owned: Callable[[Path], bool]) -> None:
