@@ -158,3 +158,9 @@ def test_a_binary_file_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe[experiment]")
     with pytest.raises(ExperimentConfigError, match=r"exp.toml: not a UTF-8 text file \(byte 0"):
         load_experiment(path)
+
+
+def test_rating_metrics_for_a_ranking_model_are_refused_while_reading() -> None:
+    text = GOOD.replace('metrics = ["hr", "ndcg@5", "mrr", "coverage"]', 'metrics = ["rmse"]')
+    assert _error(text).startswith("exp.toml: models[0].name: RMSE needs a model that "
+                                   "predicts ratings; most-popular only ranks items")

@@ -268,7 +268,7 @@ def test_cli_refuses_rmse_for_a_ranking_model_before_loading(
 
 def test_experiment_refuses_rmse_for_a_ranking_model_before_loading(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    experiment = parse_experiment("""
+    text = """
 [experiment]
 name = "x"
 seeds = [0]
@@ -278,12 +278,16 @@ dataset = "synthetic"
 method = "random"
 [evaluation]
 protocols = ["full"]
-metrics = ["rmse", "ndcg@5"]
+metrics = METRICS
 [[models]]
 name = "user-mean"
 [[models]]
 name = "ease"
-""")
+"""
+    with pytest.raises(ValueError, match=r"models\[1\]\.name: RMSE needs a model"):
+        parse_experiment(text.replace("METRICS", '["rmse", "ndcg@5"]'))
+    experiment = parse_experiment(text.replace("METRICS", '["ndcg@5"]'))
+    experiment.evaluation.metrics = ["rmse", "ndcg@5"]  # built in Python, not read from a file
     monkeypatch.setattr(runner, "load_split", lambda *a, **k: pytest.fail("data was loaded"))
     with pytest.raises(InputError, match="RMSE needs a model that predicts ratings; ease"):
         runner.run_experiment(experiment)

@@ -250,6 +250,10 @@ METRICS: dict[str, tuple[str, str, str]] = {
 #: metric kinds where lower is better (every other metric: higher is better)
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 
+#: metric kinds that compare predicted with true ratings (only rating models can be asked)
+RATING_METRICS = frozenset(kind for kind, (_, _, family) in METRICS.items()
+                           if family == "rating")
+
 #: the largest cutoff accepted; any cutoff beyond the catalogue ranks the whole catalogue
 MAX_CUTOFF = 10**15
 

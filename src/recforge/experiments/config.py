@@ -18,7 +18,7 @@ from typing import Any
 from recforge.data.datasets import ML100K_FOLDS
 from recforge.data.splits import SPLITTERS, TIES
 from recforge.errors import ParameterError, did_you_mean
-from recforge.evaluation.metrics import METRICS, parse_metric
+from recforge.evaluation.metrics import METRICS, RATING_METRICS, parse_metric
 from recforge.experiments.tomlw import tomllib
 from recforge.params import (
     CUTOFF,
@@ -530,7 +530,13 @@ def _family(name: str) -> str:
     return parse_metric(name).family
 
 
+def _is_rating_metric(name: str) -> bool:
+    """True for RMSE and MAE (names of other families may need a cutoff to parse)."""
+    return name.split("@")[0].strip().lower() in RATING_METRICS
+
+
 def _validate_models(experiment: Experiment) -> None:
+    from recforge.evaluation.evaluator import check_rating_metrics
     from recforge.experiments.steps import build_model
     from recforge.models.registry import get_model_class, model_names
 
@@ -552,6 +558,8 @@ def _validate_models(experiment: Experiment) -> None:
         except ParameterError as exc:
             raise _key_problem(exc, f"{path}.params") from None
         checked(f"{path}.params", build_model, model.name, model.params)
+        checked(f"{path}.name", check_rating_metrics, cls,
+                [m for m in experiment.evaluation.metrics if _is_rating_metric(m)])
     labels = experiment.labels()
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
