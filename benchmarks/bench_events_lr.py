@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from recforge.data.codec import FeatureCodec
 from recforge.data.events import Events, movielens_fields
 from recforge.evaluation.classification import calibration_error, gauc, log_loss, roc_auc
-from recforge.io import atomic_path
+from recforge.experiments.rundir import write_json
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 LABEL = "like"
@@ -80,11 +80,9 @@ def main() -> None:
         "test_constant_predictor": metrics(test, np.full(len(test), prior)),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    text = json.dumps(record, indent=2)
-    print(text)
+    print(json.dumps(record, indent=2))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
+        write_json(args.json, record)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.movielens import load_ml100k
 from recforge.data.splits import leave_last_out
 from recforge.evaluation import Evaluator
-from recforge.io import atomic_path
+from recforge.experiments.rundir import write_json
 from recforge.models import create_model
 
 WINDOWS = (1, 3, 7, 14, 30, 60, 90, 180)
@@ -65,11 +65,9 @@ def main() -> None:
                  for protocol in PROTOCOLS},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    text = json.dumps(record, indent=2)
-    print(text)
+    print(json.dumps(record, indent=2))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
+        write_json(args.json, record)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import torch
 from recforge.data.sampling import NegativeSampler
 from recforge.data.streaming import ParquetInteractions, pair_batches
 from recforge.data.synthetic import write_parquet
-from recforge.io import atomic_path
+from recforge.experiments.rundir import write_json
 from recforge.models.neural.ncf import NCFModule
 from recforge.nn.batching import tensor_batches
 from recforge.nn.trainer import Trainer, TrainingConfig, bpr_loss
@@ -113,11 +113,9 @@ def main() -> None:
                                    "threads")},
               "machine": {"python": platform.python_version(), "torch": torch.__version__},
               **streamed_epoch(args.parquet, args)}
-    text = json.dumps(record, indent=2)
-    print(text)
+    print(json.dumps(record, indent=2))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
+        write_json(args.json, record)
 
 
 if __name__ == "__main__":
