@@ -28,7 +28,7 @@ import pandas as pd
 
 from recforge.data.codec import Field
 from recforge.data.features import SideTable
-from recforge.data.interactions import IdMap, IdSpace, Interactions
+from recforge.data.interactions import IdMap, Interactions, PairData
 from recforge.data.readers import (
     PARQUET_SUFFIXES,
     DataFormatError,
@@ -49,7 +49,7 @@ HOUR, DAY = 3600, 86_400
 _EPOCH_WEEKDAY = 3
 
 
-class Events(IdSpace):
+class Events(PairData):
     """Logged events (module docstring). Rows keep the order they were given in."""
 
     def __init__(self, users: Any, items: Any, *, user_map: IdMap, item_map: IdMap,
@@ -74,9 +74,6 @@ class Events(IdSpace):
         self.name = name
         _check_range(self.users, len(user_map), "user")
         _check_range(self.items, len(item_map), "item")
-
-    def __len__(self) -> int:
-        return len(self.users)
 
     def __repr__(self) -> str:
         return (f"Events({self.name + ', ' if self.name else ''}{len(self)} events, "

@@ -123,7 +123,39 @@ class IdSpace:
         return len(self.item_map)
 
 
-class Interactions(IdSpace):
+class PairData(IdSpace):
+    """(user, item) index pairs over an id space, as every model's training data offers them:
+    `Interactions`, `recforge.data.events.Events` and the streamed readers. `fit` reads
+    ``binary_csr`` (the observed pairs), ``user_counts``/``item_counts`` (rows per user and
+    item) and ``ratings`` (None unless the data has explicit ratings)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @cached_property
+    def binary_csr(self) -> sp.csr_matrix:
+        """User x item CSR with a 1 for every observed pair, built once."""
+        mat = sp.csr_matrix((np.ones(len(self.users), dtype=np.float32),
+                             (self.users, self.items)), shape=(self.n_users, self.n_items))
+        mat.sum_duplicates()
+        mat.sort_indices()
+        mat.data[:] = 1.0
+        return mat
+
+    @cached_property
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.users, minlength=self.n_users).astype(np.int64)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.items, minlength=self.n_items).astype(np.int64)
+
+
+class Interactions(PairData):
     """User-item interactions with dense ids, optional ratings/timestamps/weights and side tables.
 
     ``users[j]``/``items[j]`` are internal indices of interaction ``j``; ``user_map`` and
@@ -268,9 +300,6 @@ class Interactions(IdSpace):
             self.to_pandas().to_parquet(tmp, index=False)
 
     # ------------------------------------------------------------------ basic properties
-    def __len__(self) -> int:
-        return len(self.users)
-
     @property
     def n_interactions(self) -> int:
         return len(self.users)
@@ -335,14 +364,6 @@ class Interactions(IdSpace):
     def item_user_csr(self) -> sp.csr_matrix:
         """Item x user CSR (the transpose of `csr`), built once."""
         return self.csr.T.tocsr()
-
-    @cached_property
-    def user_counts(self) -> np.ndarray:
-        return np.bincount(self.users, minlength=self.n_users).astype(np.int64)
-
-    @cached_property
-    def item_counts(self) -> np.ndarray:
-        return np.bincount(self.items, minlength=self.n_items).astype(np.int64)
 
     def item_column(self, kind: str, name: str) -> Any:
         """The item side table's ``kind`` (``categorical``, ``numeric``, ``multihot``,

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recforge.data.interactions import Interactions
+from recforge.data.interactions import Interactions, PairData
 from recforge.data.query import QueryBatch, exclusion_matrix, mask_excluded
 from recforge.errors import CorruptFileError, InputError, TrainingDivergedError, did_you_mean
 from recforge.io import (
@@ -118,6 +118,8 @@ class Recommender:
     #: what the model needs from the training data and from its queries (`CAPABILITIES`);
     #: a model with ``requires_ratings`` consumes ``ratings`` too
     consumes: ClassVar[frozenset[str]] = frozenset({"interactions"})
+    #: the kinds of training data `fit` accepts (each a `PairData`)
+    trains_on: ClassVar[tuple[type, ...]] = (Interactions,)
     #: rows of the score matrix computed at once by `recommend`/`score`
     batch_size: int = 2048
 
@@ -204,10 +206,15 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Interactions,
+    def fit(self, train: PairData,
             valid: Interactions | ValidationScore | None = None) -> Recommender:
-        """Learn from ``train``. Iterative models stop early on ``valid``: held-out ratings
-        (rating models, -RMSE) or a `ValidationScore`."""
+        """Learn from ``train`` (`Interactions` unless the class's ``trains_on`` says more).
+        Iterative models stop early on ``valid``: held-out ratings (rating models, -RMSE) or a
+        `ValidationScore`."""
+        if not isinstance(train, self.trains_on):
+            accepted = " or ".join(t.__name__ for t in self.trains_on)
+            raise InputError(f"{type(self).__name__} trains on {accepted}, not "
+                             f"{type(train).__name__}")
         if len(train) == 0:
             raise ValueError("cannot fit on an empty dataset")
         if self.requires_ratings and train.ratings is None:
