@@ -1,5 +1,8 @@
-"""Re-ranking of any model's recommendation lists (diversity: maximal marginal relevance)."""
+"""Re-ranking of any model's recommendation lists for diversity: maximal marginal relevance
+and determinantal point processes (fast greedy MAP), both vectorised over users."""
 
-from recforge.rerank.mmr import MMRReranker, item_genres
+from recforge.rerank.base import GreedyReranker, item_genres, minmax_relevance
+from recforge.rerank.dpp import DPPReranker
+from recforge.rerank.mmr import MMRReranker
 
-__all__ = ["MMRReranker", "item_genres"]
+__all__ = ["DPPReranker", "GreedyReranker", "MMRReranker", "item_genres", "minmax_relevance"]
