@@ -44,6 +44,8 @@ class _Context:
     features: np.ndarray | sp.spmatrix | None
     popularity: np.ndarray
     n_active_users: int
+    genres: sp.csr_matrix | None = None  # item x genre multi-hot (genre metrics)
+    history: sp.csr_matrix | None = None  # training items of the evaluated users, in order
 
 
 CaseMetric = Callable[[RankedCases, MetricSpec, _Context], np.ndarray]
@@ -62,6 +64,10 @@ _CASE_METRICS: dict[str, CaseMetric] = {
     "diversity": lambda c, s, x: m.intra_list_diversity(c.items, x.features, s.k),
     "novelty": lambda c, s, x: m.novelty(c.items, x.popularity, x.n_active_users, s.k),
     "arp": lambda c, s, x: m.average_popularity(c.items, x.popularity, s.k),
+    "genre-coverage": lambda c, s, x: m.genre_coverage(c.items, x.genres, s.k),
+    "genre-entropy": lambda c, s, x: m.genre_entropy(c.items, x.genres, s.k),
+    "miscalibration": lambda c, s, x: m.miscalibration(c.items, x.genres, x.history[c.user_pos],
+                                                       s.k),
 }
 
 
@@ -240,7 +246,8 @@ class Evaluator:
     (`check_compatible`). ``batch_size`` users are ranked at once
     (default: about `BLOCK_FLOATS` scores per block). ``item_features`` (an array, a sparse
     matrix or a `SideTable` of the items) feeds Diversity@K; without it the model's
-    ``item_vectors()`` are used.
+    ``item_vectors()`` are used. The genre metrics read the training data's multi-hot
+    ``genres`` item column (Miscalibration@K: against each user's training items).
     """
 
     def __init__(self, train: Interactions, test: Interactions,
@@ -270,6 +277,10 @@ class Evaluator:
         beyond = [s.name for s in self.specs if s.family == "beyond"]
         if beyond and not self.protocol.lists_items:
             raise InputError(f"{_need(beyond)} full ranking, not {self.protocol.name}")
+        genre = [s.name for s in self.specs if s.kind in m.GENRE_METRICS]
+        if genre and self.train.item_column("multihot", "genres") is None:
+            raise InputError(f"{_need(genre)} item genres; the training data has no multi-hot "
+                             "'genres' item column")
         if self.item_features is not None and self.item_features.shape[0] != self.train.n_items:
             raise ValueError("item_features must have one row per item")
 
@@ -293,7 +304,7 @@ class Evaluator:
         per_case = [s for s in specs if s.kind != "coverage"]
         k = max(s.k or 1 for s in specs)
         complete = any(s.kind == "auc" or (s.kind == "mrr" and s.k is None) for s in specs)
-        ctx = self._context(model, specs)
+        ctx = self._context(model, specs, result.users)
         values: dict[str, list[np.ndarray]] = {s.name: [] for s in per_case}
         positions: list[np.ndarray] = []
         covered = {s.name: np.zeros(self.train.n_items, dtype=bool)
@@ -312,7 +323,8 @@ class Evaluator:
             result.per_user[name] = m.group_mean(np.concatenate(parts), pos, len(result.users))
         result.global_metrics |= {name: float(mask.mean()) for name, mask in covered.items()}
 
-    def _context(self, model: Recommender, specs: list[MetricSpec]) -> _Context:
+    def _context(self, model: Recommender, specs: list[MetricSpec],
+                 users: np.ndarray) -> _Context:
         features = self.item_features
         if features is None and any(s.kind == "diversity" for s in specs):
             features = model.item_vectors()
@@ -320,7 +332,11 @@ class Evaluator:
                 raise ValueError(f"Diversity needs item_features: {type(model).__name__} "
                                  "has no item vectors")
         counts = self.train.user_counts
-        return _Context(features, self.train.item_counts, int((counts > 0).sum()))
+        ctx = _Context(features, self.train.item_counts, int((counts > 0).sum()))
+        if any(s.kind in m.GENRE_METRICS for s in specs):
+            ctx.genres = self.train.item_column("multihot", "genres")[1]
+            ctx.history = self.train.binary_csr[users]
+        return ctx
 
     def _rate(self, model: Recommender, result: EvaluationResult) -> None:
         test = self.test

@@ -31,8 +31,19 @@ Beyond accuracy (``items`` is the ``(n, K)`` matrix of recommended item indices,
   interactions (clipped below at 1 so unseen items have a finite novelty, log2(n_users))
 - ``ARP@K = mean_{j<=K} pop_j`` (average recommended popularity)
 
+Genre metrics read an item x genre multi-hot ``genres``. An item's genre distribution is
+``p(g|i) = 1 / |genres(i)|`` for each of its genres (an item without genres has none); the
+distribution of a set of items (a list, a user's training history) is the mean of theirs,
+renormalised over the items that have genres: ``p(g) = sum_i p(g|i) / sum_g sum_i p(g|i)``.
+
+- ``GenreCoverage@K = |union of genres(i), i in the top K| / n_genres`` per user
+- ``GenreEntropy@K = -sum_g q(g) log2 q(g)`` (bits), ``q`` the top-K list's distribution
+- ``Miscalibration@K = KL(p || q~) = sum_g p(g) log(p(g) / q~(g))`` (nats; Steck, RecSys 2018),
+  ``p`` the distribution of the user's training items, ``q`` the top-K list's, and
+  ``q~ = (1 - a) q + a p`` with ``a = 0.01`` so the divergence stays finite; lower is better
+
 Undefined values (no relevant items, fewer than two items for diversity, no negatives for
-AUC) are NaN.
+AUC, an empty list or no genres in the list or history for the genre metrics) are NaN.
 """
 
 from __future__ import annotations
@@ -227,6 +238,62 @@ def average_popularity(items: np.ndarray, popularity: np.ndarray, k: int) -> np.
     return _divide((pop[top] * valid).sum(axis=1), valid.sum(axis=1))
 
 
+def list_matrix(items: np.ndarray, n_items: int, k: int) -> sp.csr_matrix:
+    """The top-``k`` lists as an ``(n, n_items)`` sparse matrix counting each listed item."""
+    top, valid = _valid_top(items, k)
+    rows = np.broadcast_to(np.arange(len(top))[:, None], top.shape)
+    return sp.csr_matrix((np.ones(int(valid.sum())), (rows[valid], top[valid])),
+                         shape=(len(top), n_items))
+
+
+def genre_indicator(genres: sp.spmatrix | np.ndarray) -> sp.csr_matrix:
+    """The item x genre matrix as 0/1 floats (any non-zero entry is membership)."""
+    indicator = sp.csr_matrix(genres, dtype=np.float64, copy=True)
+    indicator.eliminate_zeros()
+    indicator.data[:] = 1.0
+    return indicator
+
+
+def genre_distribution(counts: sp.spmatrix | np.ndarray,
+                       genres: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """Each row's genre distribution ``(n, n_genres)`` from item ``counts`` ``(n, n_items)``
+    (a list or a history): items weigh ``1 / |genres(i)|`` per genre; NaN rows have none."""
+    genres = genre_indicator(genres)
+    per_item = _divide(1.0, np.asarray(genres.sum(axis=1)).ravel())
+    shares = sp.diags(np.nan_to_num(per_item)) @ genres
+    mass = np.asarray((sp.csr_matrix(counts) @ shares).todense())
+    return _divide(mass, mass.sum(axis=1, keepdims=True))
+
+
+def genre_coverage(items: np.ndarray, genres: sp.spmatrix | np.ndarray, k: int) -> np.ndarray:
+    """GenreCoverage@K: distinct genres of each top-``k`` list over all genres (NaN: empty)."""
+    listed = list_matrix(items, genres.shape[0], k)
+    present = np.asarray(((listed @ genre_indicator(genres)) != 0).sum(axis=1)).ravel()
+    return np.where(listed.getnnz(axis=1) > 0, present / genres.shape[1], np.nan)
+
+
+def genre_entropy(items: np.ndarray, genres: sp.spmatrix | np.ndarray, k: int) -> np.ndarray:
+    """GenreEntropy@K: Shannon entropy in bits of each top-``k`` list's genre distribution."""
+    q = genre_distribution(list_matrix(items, genres.shape[0], k), genres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(q > 0, -q * np.log2(q), 0.0)
+    return np.where(np.isnan(q[:, 0]), np.nan, terms.sum(axis=1))
+
+
+def miscalibration(items: np.ndarray, genres: sp.spmatrix | np.ndarray,
+                   history: sp.spmatrix | np.ndarray, k: int, alpha: float = 0.01) -> np.ndarray:
+    """Miscalibration@K (Steck 2018): ``KL(p || (1 - alpha) q + alpha p)`` in nats, ``p`` the
+    genre distribution of ``history`` (one row of training items per list) and ``q`` that of
+    the top-``k`` list."""
+    p = genre_distribution(history, genres)
+    q = genre_distribution(list_matrix(items, genres.shape[0], k), genres)
+    smoothed = (1.0 - alpha) * q + alpha * p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / smoothed), 0.0)
+    undefined = np.isnan(p[:, 0]) | np.isnan(q[:, 0])
+    return np.where(undefined, np.nan, terms.sum(axis=1))
+
+
 # ---------------------------------------------------------------------- metric names
 
 #: kind -> (display name, cutoff: "required" | "optional" | "none", family)
@@ -245,10 +312,16 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "diversity": ("Diversity", "required", "beyond"),
     "novelty": ("Novelty", "required", "beyond"),
     "arp": ("ARP", "required", "beyond"),
+    "genre-coverage": ("GenreCoverage", "required", "beyond"),
+    "genre-entropy": ("GenreEntropy", "required", "beyond"),
+    "miscalibration": ("Miscalibration", "required", "beyond"),
 }
 
+#: beyond-accuracy metric kinds that read the items' genres (the multi-hot ``genres`` column)
+GENRE_METRICS = frozenset({"genre-coverage", "genre-entropy", "miscalibration"})
+
 #: metric kinds where lower is better (every other metric: higher is better)
-LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "miscalibration"})
 
 #: metric kinds that compare predicted with true ratings (only rating models can be asked)
 RATING_METRICS = frozenset(kind for kind, (_, _, family) in METRICS.items()
