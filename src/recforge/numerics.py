@@ -1,5 +1,7 @@
-"""Numerical routines shared by several models: a Cholesky solve for numba kernels and a
-limited-memory BFGS optimiser that keeps its memory between calls."""
+"""Numerical routines shared by several models: a Cholesky solve for numba kernels, a
+limited-memory BFGS optimiser that keeps its memory between calls, and the Mann-Whitney
+ROC-AUC (the early-stopping criterion of click models; `recforge.evaluation.classification`
+documents and validates it as a metric)."""
 
 from __future__ import annotations
 
@@ -96,3 +98,18 @@ class LBFGS:
                 self.pairs.append((s, y, 1.0 / curvature))
             self.x, self.f, self.g = self.x + s, f_new, g_new
         return self.f
+
+
+def mann_whitney_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of 0/1 ``labels`` by ``scores``: the share of (positive, negative) pairs in which
+    the positive scores higher, a tie counting 1/2 (midranks); NaN when a class is empty. No
+    input checks (callers validate)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=np.float64)
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = rankdata(np.asarray(scores, dtype=np.float64)) @ y
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from recforge.data.interactions import IdMap, Interactions
+from recforge.data.interactions import IdMap, Interactions, PairData
 from recforge.data.sampling import ranges
 from recforge.data.splits import DEFAULT_TIES, TIES, order_by_time
 from recforge.params import MAX_COUNT, Integer
@@ -28,12 +28,27 @@ from recforge.params import MAX_COUNT, Integer
 LENGTH = Integer(1, MAX_COUNT)
 
 
-def user_time_order(data: Interactions, ties: str = DEFAULT_TIES, seed: int = 0) -> np.ndarray:
+def user_time_order(data: PairData, ties: str = DEFAULT_TIES, seed: int = 0) -> np.ndarray:
     """Positions of ``data`` grouped by user (ascending), each user's in the time order of
     `order_by_time` (data order without timestamps)."""
     ties = TIES.check("ties", ties)
     within = np.arange(len(data)) if data.timestamps is None else order_by_time(data, ties, seed)
     return within[np.argsort(data.users[within], kind="stable")]
+
+
+def previous_items(data: PairData, length: int, ties: str = DEFAULT_TIES,
+                   seed: int = 0) -> np.ndarray:
+    """``(len(data), length)`` int64: for each event, the items of the same user's events
+    before it in the time order of `order_by_time` (data order without timestamps), the last
+    ``length`` of them oldest first, left-padded with ``-1``. One vectorised pass."""
+    order = user_time_order(data, ties, seed)
+    users = data.users[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    out = np.empty((len(data), length), dtype=np.int64)
+    out[order] = windows(data.items[order].astype(np.int64), np.arange(len(users)), first,
+                         length, -1)
+    return out
 
 
 def windows(values: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: int,

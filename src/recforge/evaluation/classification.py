@@ -30,9 +30,9 @@ Empty or non-1-d labels, labels other than 0/1, non-finite scores and probabilit
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from recforge.errors import InputError
+from recforge.numerics import mann_whitney_auc
 
 #: the default log-loss clip: float64 machine epsilon (scikit-learn's clip for float64)
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
@@ -69,13 +69,7 @@ def _probabilities(probabilities: np.ndarray, n: int) -> np.ndarray:
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC-AUC by the Mann-Whitney statistic, ties counting 1/2 (NaN if a class is empty)."""
     y = _labels(labels)
-    s = _values(scores, len(y), "scores")
-    n_pos = y.sum()
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    rank_sum = rankdata(s) @ y
-    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return mann_whitney_auc(y, _values(scores, len(y), "scores"))
 
 
 def _ranks_within(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -51,6 +51,10 @@ BUILTIN: dict[str, str] = {
     "neumf": "recforge.models.neural.ncf:NeuMF",
     # retrieval (PyTorch)
     "two-tower": "recforge.models.retrieval.two_tower:TwoTower",
+    # ranking: click models over features (PyTorch)
+    "logistic-regression": "recforge.models.ranking.linear:LogisticRegression",
+    "fm": "recforge.models.ranking.linear:FactorizationMachine",
+    "deepfm": "recforge.models.ranking.deepfm:DeepFM",
 }
 
 #: old registry name -> new one (the old name fails with the new one in its message)
