@@ -56,6 +56,8 @@ def windows(values: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: in
     """``(len(ends), length)``: for each ``k`` the entries of ``values`` in
     ``[max(starts[k], ends[k] - length), ends[k])``, oldest first, left-padded with ``pad``."""
     idx = ends[:, None] - length + np.arange(length)
+    if not len(values):
+        return np.full(idx.shape, pad, dtype=np.int64)
     return np.where(idx >= starts[:, None], values[np.maximum(idx, 0)], pad)
 
 

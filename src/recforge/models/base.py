@@ -118,6 +118,10 @@ class Recommender:
     #: what the model needs from the training data and from its queries (`CAPABILITIES`);
     #: a model with ``requires_ratings`` consumes ``ratings`` too
     consumes: ClassVar[frozenset[str]] = frozenset({"interactions"})
+    #: how a user without training interactions is scored: ``"popularity"`` (the base's
+    #: fallback; a model of time may rank by recency) or ``"features"`` (by their side
+    #: features, history and context, which the model reads for every user)
+    cold_start: ClassVar[str] = "popularity"
     #: the kinds of training data `fit` accepts (each a `PairData`)
     trains_on: ClassVar[tuple[type, ...]] = (Interactions,)
     #: rows of the score matrix computed at once by `recommend`/`score`

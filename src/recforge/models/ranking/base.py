@@ -44,7 +44,7 @@ from recforge.data.query import QueryBatch
 from recforge.data.sampling import NegativeSampler
 from recforge.data.sequences import previous_items
 from recforge.errors import InputError
-from recforge.models.base import ValidationScore, pad_candidates
+from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.ranking.inputs import FeatureInputs, InputLayout, default_fields
 from recforge.nn.batching import Batch
@@ -109,6 +109,7 @@ class ClickModel(TorchRecommender):
     pass the shared ones (`CLICK_RULES`) through ``**common``."""
 
     trains_on: ClassVar[tuple[type, ...]] = (Events, Interactions)
+    cold_start: ClassVar[str] = "features"
     param_rules: ClassVar[dict[str, Rule]] = CLICK_RULES
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "patience": 2,
                                                     "negatives": 4}
@@ -309,21 +310,20 @@ class ClickModel(TorchRecommender):
         scores[~valid] = -np.inf
         return scores
 
-    def score_candidates(self, queries: Any, candidates: Any) -> np.ndarray:
-        """`score` for ragged or padded candidates (a convenience for the ranking stage)."""
-        queries = self.as_queries(queries)
-        return self.score(queries, pad_candidates(candidates, len(queries)))
+    def item_vectors(self) -> np.ndarray | None:
+        """None: a click model's scores do not come from item vectors alone."""
+        return None
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         state = {k: v for k, v in super()._state().items() if k != "inputs_"}
         inputs = self.inputs_.state()
         state["inputs_"] = inputs["meta"]
-        return state | {f"codes/{k}": v for k, v in inputs["arrays"].items()}
+        return state | {f"codes.{k}": v for k, v in inputs["arrays"].items()}
 
     def _restore(self, state: dict[str, Any]) -> None:
-        codes = {k[len("codes/"):]: state[k] for k in [k for k in state if k.startswith("codes/")]}
-        rest = {k: v for k, v in state.items() if not k.startswith("codes/")}
+        codes = {k[len("codes."):]: v for k, v in state.items() if k.startswith("codes.")}
+        rest = {k: v for k, v in state.items() if not k.startswith("codes.")}
         if "inputs_" in rest:  # a best-epoch snapshot carries weights and arrays only
             rest["inputs_"] = FeatureInputs.restore(rest["inputs_"], codes)
         super()._restore(rest)

@@ -199,11 +199,12 @@ class FeatureInputs:
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         """JSON-able description (codec, scopes, history length) and the side encodings as
-        arrays (multihot as CSR)."""
+        arrays named ``user.K``/``item.K`` for field number ``K`` (multihot as CSR)."""
         meta = {"codec": self.codec.to_dict(), "scopes": self.scopes,
                 "history_length": self.history_length}
-        arrays = {f"user/{k}": v for k, v in self.user_codes.items()}
-        arrays |= {f"item/{k}": v for k, v in self.item_codes.items()}
+        number = {f.name: k for k, f in enumerate(self.codec.fields)}
+        arrays = {f"user.{number[k]}": v for k, v in self.user_codes.items()}
+        arrays |= {f"item.{number[k]}": v for k, v in self.item_codes.items()}
         return {"meta": meta, "arrays": arrays}
 
     @classmethod
@@ -212,8 +213,11 @@ class FeatureInputs:
         inputs = cls(list(codec.fields), int(meta["history_length"]))
         inputs.codec = codec
         inputs.scopes = dict(meta["scopes"])
-        inputs.user_codes = {k[5:]: v for k, v in arrays.items() if k.startswith("user/")}
-        inputs.item_codes = {k[5:]: v for k, v in arrays.items() if k.startswith("item/")}
+        names = [f.name for f in codec.fields]
+        for key, value in arrays.items():
+            scope, number = key.split(".")
+            codes = inputs.user_codes if scope == "user" else inputs.item_codes
+            codes[names[int(number)]] = value
         return inputs
 
 

@@ -1,0 +1,116 @@
+"""Click models (recforge.models.ranking): the common contract on implicit interactions, and
+events with features, labels and context: save/load, scoring, early stopping, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recforge.data.codec import Field
+from recforge.data.events import Events
+from recforge.errors import InputError, ParameterError
+from recforge.models.base import Recommender
+from recforge.models.registry import create_model
+from recforge.testing import ModelContract
+
+FAST = {"epochs": 2, "threads": 1, "embedding_dim": 4, "train_batch_size": 256}
+CLICK_MODELS = ["logistic-regression", "fm", "deepfm"]
+
+
+def _params(name: str, **extra: object) -> dict:
+    params = dict(FAST, **extra)
+    if name == "logistic-regression":
+        params.pop("embedding_dim")
+    return params
+
+
+class TestDeepFMContract(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("deepfm", seed=seed, layers=(16,), **FAST)
+
+
+class TestFMContract(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("fm", seed=seed, **FAST)
+
+
+def synthetic_events(n: int = 3000, seed: int = 0) -> Events:
+    """Events whose label depends on a context column and an item feature."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 50, n)
+    items = rng.integers(0, 40, n)
+    device = rng.choice(["phone", "tv"], n)
+    item_kind = (np.arange(40) % 2)[items]
+    logit = 2.0 * (device == "tv") * item_kind - 1.0 * (device == "phone") * item_kind
+    click = rng.random(n) < 1 / (1 + np.exp(-logit))
+    import pandas as pd
+
+    frame = pd.DataFrame({"user": users, "item": items, "device": device,
+                          "kind": item_kind.astype(str), "click": click.astype(float),
+                          "timestamp": np.arange(n)})
+    return Events.from_pandas(frame, labels=["click"])
+
+
+@pytest.mark.parametrize("name", CLICK_MODELS)
+def test_learns_context_interaction_and_round_trips(name, tmp_path):
+    events = synthetic_events()
+    train, valid, test = events.split_by_time((0.6, 0.2, 0.2))
+    model = create_model(name, **_params(name, epochs=8, learning_rate=0.02))
+    model.fit(train, valid)
+    p = model.predict_proba(test)
+    assert p.shape == (len(test),) and ((p > 0) & (p < 1)).all()
+    from recforge.evaluation.classification import roc_auc
+
+    auc = roc_auc(test.label("click"), p)
+    # kind x device decides the label: LR has no cross term but sees both main effects
+    assert auc > (0.6 if name == "logistic-regression" else 0.68), auc
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_proba(test), p, rtol=1e-5, atol=1e-6)
+
+
+def test_scores_candidates_with_query_context():
+    from recforge.data.query import QueryBatch
+
+    events = synthetic_events()
+    model = create_model("deepfm", **_params("deepfm", epochs=8, learning_rate=0.02,
+                                             layers=(16,)))
+    model.fit(events)
+    odd_items = np.array([[1, 3, 5, 0, 2, 4]])
+    tv = QueryBatch(np.array([0]), np.array([0, 0]), np.empty(0, np.int64),
+                    context={"device": np.array(["tv"])})
+    phone = QueryBatch(np.array([0]), np.array([0, 0]), np.empty(0, np.int64),
+                       context={"device": np.array(["phone"])})
+    s_tv, s_phone = model.score(tv, odd_items)[0], model.score(phone, odd_items)[0]
+    kind_one = [0, 1, 2]  # item 1, 3, 5 are of kind 1
+    assert s_tv[kind_one].mean() > s_tv[3:].mean()
+    assert s_phone[kind_one].mean() < s_phone[3:].mean()
+    padded = model.score(tv, np.array([[1, -1]]))
+    assert padded[0, 1] == -np.inf
+
+
+def test_multi_task_labels_and_regression():
+    events = synthetic_events()
+    events.labels["dwell"] = (events.labels["click"] * 30 + 5).astype(np.float32)
+    model = create_model("deepfm", **_params("deepfm", tasks=("click", "dwell"),
+                                             task_weights=(1.0, 0.5), layers=(8,)))
+    model.fit(events)
+    out = model.predict_proba(events)
+    assert out.shape == (len(events), 2)
+    assert ((out[:, 0] > 0) & (out[:, 0] < 1)).all()
+    assert 5 <= np.median(out[:, 1]) <= 35
+
+
+def test_errors():
+    events = synthetic_events(300)
+    with pytest.raises(ParameterError, match="task_weights"):
+        create_model("fm", **FAST, tasks=("click",), task_weights=(1.0, 2.0)).fit(events)
+    with pytest.raises(KeyError, match="no label 'nope'"):
+        create_model("fm", **FAST, tasks=("nope",)).fit(events)
+    with pytest.raises(InputError, match="no column 'missing'"):
+        create_model("fm", **FAST, fields=[Field("missing", "categorical")]).fit(events)
+    with pytest.raises(ParameterError, match="fields"):
+        create_model("fm", fields=[{"name": "x", "kind": "bogus"}])
+    with pytest.raises(ParameterError, match="loss"):
+        create_model("deepfm", loss="bpr")
+    with pytest.raises(ParameterError, match="layers"):
+        create_model("logistic-regression", layers=(4,))
