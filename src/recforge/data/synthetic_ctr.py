@@ -188,6 +188,7 @@ class CriteoLikeWorld:
                                     * (scale ** 0.5 / self.rank ** 0.25)).astype(np.float32)
                            for j in np.unique(self.pairs)}
         self.bias = self._calibrated_bias()
+        self._last: tuple[int, Any] | None = None
 
     @cached_property
     def vocabularies(self) -> list[pd.Index]:
@@ -201,7 +202,7 @@ class CriteoLikeWorld:
     def rows(self, start: int, stop: int) -> tuple[pd.DataFrame, np.ndarray]:
         """Rows ``[start, stop)``: the raw frame and the true probabilities."""
         first, last = start // BLOCK_ROWS, (stop - 1) // BLOCK_ROWS
-        parts = [self._block(_rng(self.seed, _ROWS, k)) for k in range(first, last + 1)]
+        parts = [self._cached_block(k) for k in range(first, last + 1)]
         codes = np.concatenate([p[0] for p in parts])
         raw = np.concatenate([p[1] for p in parts])
         logits = np.concatenate([p[2] for p in parts])
@@ -214,6 +215,12 @@ class CriteoLikeWorld:
             columns[name] = pd.Categorical.from_codes(codes[cut, j],
                                                       categories=self.vocabularies[j])
         return pd.DataFrame(columns), probability
+
+    def _cached_block(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Block ``k`` (the last one drawn is kept: consecutive chunks often share one)."""
+        if self._last is None or self._last[0] != k:
+            self._last = (k, self._block(_rng(self.seed, _ROWS, k)))
+        return self._last[1]
 
     def _block(self, rng: np.random.Generator,
                n: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
