@@ -103,7 +103,7 @@ def test_a_seed_fixes_the_rows_whatever_their_number_or_chunking() -> None:
     labels = np.concatenate([f["label"].to_numpy() for f, _ in chunks])
     assert np.array_equal(labels, whole.events.label("label"))
     raw = pd.concat([f for f, _ in chunks], ignore_index=True)
-    assert np.array_equal(raw["C1"].to_numpy(), whole.events.context["C1"].to_numpy())
+    pd.testing.assert_series_equal(raw["C1"], whole.events.context["C1"])
     _, other_probability = make_criteo_like(1000, **{**small, "seed": 10})
     assert not np.allclose(other_probability, head)
 
