@@ -3,6 +3,8 @@ events with features, labels and context: save/load, scoring, early stopping, er
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ from recforge.models.registry import create_model
 from recforge.testing import ModelContract
 
 FAST = {"epochs": 2, "threads": 1, "embedding_dim": 4, "train_batch_size": 256}
-CLICK_MODELS = ["logistic-regression", "fm", "deepfm"]
+CLICK_MODELS = ["logistic-regression", "fm", "deepfm", "wide-deep", "xdeepfm", "dcn", "dcn-v2",
+                "shared-bottom", "mmoe", "ple"]
+MULTI_TASK = ["shared-bottom", "mmoe", "ple"]
 
 
 def _params(name: str, **extra: object) -> dict:
@@ -32,6 +36,48 @@ class TestDeepFMContract(ModelContract):
 class TestFMContract(ModelContract):
     def make_model(self, seed: int = 0) -> Recommender:
         return create_model("fm", seed=seed, **FAST)
+
+
+class _Contract(ModelContract):
+    """The contract of ``model`` with small ``params``."""
+
+    model = ""
+    params: ClassVar[dict] = {}
+
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model(self.model, seed=seed, **FAST, **self.params)
+
+
+class TestWideDeepContract(_Contract):
+    # user x hour has 61 x 25 combinations: hashed into 64 buckets; item x weekday exact
+    model, params = "wide-deep", {"layers": (16,), "cross_buckets": 64,
+                                  "crosses": [["user", "hour"], ["item", "weekday"]]}
+
+
+class TestXDeepFMContract(_Contract):
+    model, params = "xdeepfm", {"layers": (16,), "cin_layers": (6, 5)}
+
+
+class TestDCNContract(_Contract):
+    model, params = "dcn", {"layers": (16,), "cross_layers": 2}
+
+
+class TestDCNV2Contract(_Contract):
+    model, params = "dcn-v2", {"layers": (16,), "rank": 3, "experts": 2,
+                               "structure": "stacked"}
+
+
+class TestSharedBottomContract(_Contract):
+    model, params = "shared-bottom", {"layers": (16,), "tower_layers": (8,)}
+
+
+class TestMMoEContract(_Contract):
+    model, params = "mmoe", {"layers": (16,), "experts": 2, "tower_layers": (8,)}
+
+
+class TestPLEContract(_Contract):
+    model, params = "ple", {"layers": (16,), "shared_experts": 1, "task_experts": 2,
+                            "tower_layers": ()}
 
 
 def synthetic_events(n: int = 3000, seed: int = 0) -> Events:

@@ -55,6 +55,13 @@ BUILTIN: dict[str, str] = {
     "logistic-regression": "recforge.models.ranking.linear:LogisticRegression",
     "fm": "recforge.models.ranking.linear:FactorizationMachine",
     "deepfm": "recforge.models.ranking.deepfm:DeepFM",
+    "wide-deep": "recforge.models.ranking.wide_deep:WideDeep",
+    "xdeepfm": "recforge.models.ranking.xdeepfm:XDeepFM",
+    "dcn": "recforge.models.ranking.dcn:DCN",
+    "dcn-v2": "recforge.models.ranking.dcn:DCNV2",
+    "shared-bottom": "recforge.models.ranking.multitask:SharedBottom",
+    "mmoe": "recforge.models.ranking.multitask:MMoE",
+    "ple": "recforge.models.ranking.multitask:PLE",
 }
 
 #: old registry name -> new one (the old name fails with the new one in its message)

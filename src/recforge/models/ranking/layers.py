@@ -119,49 +119,47 @@ def fm_interaction(emb: torch.Tensor) -> torch.Tensor:
 
 class CIN(nn.Module):
     """The Compressed Interaction Network of xDeepFM (Lian et al., KDD 2018): layer ``k``'s
-    feature maps are ``X^k_h = sum_{i,j} W^{k,h}_{ij} (X^{k-1}_i * X^0_j)`` (element-wise over
-    the embedding), each map sum-pooled over the embedding into the output. With
-    ``split_half`` half of each hidden layer's maps go to the output and half to the next
-    layer, as in the paper's code."""
+    feature maps are ``X^k_h = sum_{i,j} W^{k,h}_{ij} (X^{k-1}_i * X^0_j) + b^{k,h}``
+    (element-wise over the embedding, no activation, as in the paper's equation 6), each map
+    sum-pooled over the embedding into the output. With ``split_half`` the first half of each
+    hidden layer's maps (``size // 2``) goes on to the next layer and the rest to the output,
+    as in the paper's code; the last layer's maps all go to the output."""
 
     def __init__(self, n_fields: int, layer_sizes: Sequence[int], split_half: bool = True):
         super().__init__()
         self.convs = nn.ModuleList()
-        self.split_half = split_half
-        prev, out_dim = n_fields, 0
+        self.splits: list[tuple[int, int]] = []  # (maps to the next layer, maps to the output)
+        prev = n_fields
         for k, size in enumerate(layer_sizes):
             self.convs.append(nn.Conv1d(prev * n_fields, size, kernel_size=1))
-            last = k == len(layer_sizes) - 1
-            nxt = size // 2 if split_half and not last else size
-            out_dim += size - nxt if split_half and not last else size
+            nxt = size // 2 if split_half and k < len(layer_sizes) - 1 else size
+            direct = size - nxt if split_half and k < len(layer_sizes) - 1 else size
+            self.splits.append((nxt, direct))
             prev = nxt
-        self.out_dim = out_dim
+        self.out_dim = sum(direct for _, direct in self.splits)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """``(B, F, d)`` field vectors -> ``(B, out_dim)`` pooled feature maps."""
         batch, _, dim = x0.shape
         hidden, pooled = x0, []
-        for k, conv in enumerate(self.convs):
-            z = torch.einsum("bhd,bmd->bhmd", hidden, x0).reshape(batch, -1, dim)
-            z = torch.relu(conv(z))
-            if self.split_half and k < len(self.convs) - 1:
-                hidden, direct = torch.split(z, z.shape[1] // 2, dim=1)
-            else:
-                hidden, direct = z, z
-            pooled.append(direct.sum(-1))
+        for conv, (nxt, direct) in zip(self.convs, self.splits):
+            z = conv(torch.einsum("bhd,bmd->bhmd", hidden, x0).reshape(batch, -1, dim))
+            hidden = z[:, :nxt]  # the last layer (or no split): nxt = direct = every map
+            pooled.append(z[:, z.shape[1] - direct:].sum(-1))
         return torch.cat(pooled, dim=1)
 
 
 class CrossNet(nn.Module):
     """DCN's cross network (Wang et al., ADKDD 2017): ``x_{l+1} = x_0 (x_l^T w_l) + b_l + x_l``,
-    one weight vector per layer."""
+    one weight vector per layer (Xavier-normal, as a ``d x 1`` matrix)."""
 
     def __init__(self, dim: int, layers: int):
         super().__init__()
-        self.weights = nn.Parameter(torch.empty(layers, dim))
+        self.weights = nn.Parameter(torch.randn(layers, dim) * (2.0 / (dim + 1)) ** 0.5)
         self.biases = nn.Parameter(torch.zeros(layers, dim))
-        nn.init.xavier_normal_(self.weights)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, D)``."""
         x = x0
         for w, b in zip(self.weights, self.biases):
             x = x0 * (x @ w).unsqueeze(1) + b + x
@@ -171,25 +169,25 @@ class CrossNet(nn.Module):
 class CrossNetV2(nn.Module):
     """DCN-V2's cross layers (Wang et al., WWW 2021): full rank
     ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l``, or with ``rank`` the mixture of ``experts``
-    low-rank experts ``x_0 * (U_e g(C_e g(V_e^T x_l)) + b_l)`` gated by a softmax of ``x_l``
-    (``g`` = tanh), added to ``x_l``."""
+    low-rank experts ``x_{l+1} = sum_e G_{l,e}(x_l) x_0 * (U_{l,e} g(C_{l,e} g(V_{l,e}^T x_l))
+    + b_l) + x_l`` (``g`` = tanh) whose gates ``G_l`` are a softmax over the experts of
+    linear functions of ``x_l``, one set per layer."""
 
     def __init__(self, dim: int, layers: int, rank: int | None = None, experts: int = 4):
         super().__init__()
         self.rank = rank
+        self.layers = layers
         if rank is None:
             self.full = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
-        else:
-            self.u = nn.Parameter(torch.empty(layers, experts, dim, rank))
-            self.v = nn.Parameter(torch.empty(layers, experts, dim, rank))
-            self.c = nn.Parameter(torch.empty(layers, experts, rank, rank))
-            self.gates = nn.ModuleList(nn.Linear(dim, 1, bias=False) for _ in range(experts))
-            self.biases = nn.Parameter(torch.zeros(layers, dim))
-            for weight in (self.u, self.v, self.c):
-                nn.init.xavier_normal_(weight)
-        self.layers = layers
+            return
+        self.u = _xavier(layers, experts, dim, rank)
+        self.v = _xavier(layers, experts, dim, rank)
+        self.c = _xavier(layers, experts, rank, rank)
+        self.gates = nn.Parameter((torch.rand(layers, dim, experts) * 2 - 1) / dim ** 0.5)
+        self.biases = nn.Parameter(torch.zeros(layers, dim))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, D)``."""
         x = x0
         for layer in range(self.layers):
             x = x + (self._full(layer, x0, x) if self.rank is None else self._mixture(layer, x0, x))
@@ -199,9 +197,56 @@ class CrossNetV2(nn.Module):
         return x0 * self.full[layer](x)
 
     def _mixture(self, layer: int, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (self.gate_weights(layer, x).unsqueeze(-1) * self.experts(layer, x0, x)).sum(1)
+
+    def experts(self, layer: int, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(B, E, D)`` each low-rank expert's ``x_0 * (U g(C g(V^T x)) + b)``."""
         low = torch.tanh(torch.einsum("bd,edr->ber", x, self.v[layer]))
         low = torch.tanh(torch.einsum("ber,ers->bes", low, self.c[layer]))
-        experts = x0.unsqueeze(1) * (torch.einsum("bes,eds->bed", low, self.u[layer])
-                                     + self.biases[layer])
-        gates = torch.softmax(torch.cat([g(x) for g in self.gates], dim=1), dim=1)
-        return (gates.unsqueeze(-1) * experts).sum(1)
+        return x0.unsqueeze(1) * (torch.einsum("bes,eds->bed", low, self.u[layer])
+                                  + self.biases[layer])
+
+    def gate_weights(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """``(B, E)`` the softmax gates of layer ``layer``'s experts."""
+        return torch.softmax(x @ self.gates[layer], dim=1)
+
+
+def _xavier(*shape: int) -> nn.Parameter:
+    """Xavier-normal weights of ``shape``, each of its trailing ``(fan_in, fan_out)``
+    matrices scaled by its own two sides."""
+    return nn.Parameter(torch.randn(*shape) * (2.0 / (shape[-2] + shape[-1])) ** 0.5)
+
+
+class ParallelMLP(nn.Module):
+    """``count`` MLPs of the same widths (those of `MLP`: ReLU, optional batch normalisation
+    and dropout after each hidden layer; ``out`` adds a last linear layer) evaluated at once,
+    MLP ``c`` on its own input row: ``(B, count, in_dim)`` -> ``(B, count, out_dim)``. The
+    experts and per-task towers of the multi-task models."""
+
+    def __init__(self, in_dim: int, count: int, hidden: Sequence[int], dropout: float = 0.0,
+                 batch_norm: bool = False, out: int | None = None):
+        super().__init__()
+        widths = [in_dim, *hidden, *([] if out is None else [out])]
+        bounds = [1 / a ** 0.5 for a in widths[:-1]]  # nn.Linear's initial range
+        self.weights = nn.ParameterList(
+            nn.Parameter((torch.rand(count, a, b) * 2 - 1) * bound)
+            for (a, b), bound in zip(itertools.pairwise(widths), bounds))
+        self.biases = nn.ParameterList(
+            nn.Parameter((torch.rand(count, b) * 2 - 1) * bound)
+            for b, bound in zip(widths[1:], bounds))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(count * w) for w in hidden) \
+            if batch_norm else None
+        self.dropout = nn.Dropout(dropout) if dropout else None
+        self.n_hidden = len(hidden)
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.einsum("bci,cio->bco", x, w) + b
+            if k < self.n_hidden:
+                if self.norms is not None:
+                    x = self.norms[k](x.flatten(1)).view_as(x)
+                x = torch.relu(x)
+                if self.dropout is not None:
+                    x = self.dropout(x)
+        return x
