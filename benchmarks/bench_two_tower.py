@@ -22,10 +22,17 @@ items: a further 10% of the items of the cold split's training part (seed 0) hel
 cold items. Each configuration of `GRID` records per epoch the sampled-99 and full-ranking
 HR@10/NDCG@10 (warm) or Recall@50 (cold). Writes ``bench_two_tower_tuning.json``.
 
+``--ties`` is the tie rule of both the leave-last-out splits and the model's histories
+(`TwoTower(ties=...)`); it defaults to ``item-id``, the rule the BENCHMARKS.md figures of
+issue 5 were measured under, so the commands below still reproduce them. ``--warm-only``
+skips the cold-item runs.
+
 Usage::
 
     RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_two_tower.py
     RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_two_tower.py --tune
+    RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_two_tower.py \
+        --ties file-order --warm-only --json benchmarks/results/bench_two_tower_file-order.json
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from bench_ncf import RESULTS, machine, ranking, spread
 
 from recforge.data import Interactions
 from recforge.data.loading import load_dataset
-from recforge.data.splits import leave_last_out
+from recforge.data.splits import TIE_RULES, leave_last_out
 from recforge.data.synthetic import generate
 from recforge.evaluation import Evaluator
 from recforge.evaluation.metrics import recall
@@ -51,6 +58,8 @@ from recforge.models.retrieval.two_tower import TwoTower
 
 COLD_SHARE = 0.1
 COLD_K = 50
+#: the tie rule of the splits and of the model's histories (``--ties``) of the recorded figures
+TIES = "item-id"
 
 #: validation grid (validation sets, parameters); every run records its whole curve (the
 #: default's over 20 epochs, the others' over `TUNE_EPOCHS`)
@@ -100,11 +109,11 @@ def cold_recall(model: Recommender, train: Interactions, test: Interactions,
 
 
 # ---------------------------------------------------------------------- benchmark
-def warm_runs(data: Interactions, seeds: list[int]) -> dict[str, Any]:
-    train, test = leave_last_out(data, ties="item-id")
+def warm_runs(data: Interactions, seeds: list[int], ties: str) -> dict[str, Any]:
+    train, test = leave_last_out(data, ties=ties)
     runs = []
     for seed in seeds:
-        model = TwoTower(seed=seed)
+        model = TwoTower(seed=seed, ties=ties)
         start = time.perf_counter()
         model.fit(train)
         runs.append({"seed": seed, "fit_seconds": round(time.perf_counter() - start, 2),
@@ -113,14 +122,15 @@ def warm_runs(data: Interactions, seeds: list[int]) -> dict[str, Any]:
                                             for h in model.history_],
                      "load_average": os.getloadavg()})
         print("warm", runs[-1], flush=True)
-    return {"params": TwoTower().get_params(), "runs": runs, "summary": _summary(runs)}
+    return {"params": TwoTower(ties=ties).get_params(), "runs": runs,
+            "summary": _summary(runs)}
 
 
-def cold_runs(data: Interactions, seeds: list[int]) -> dict[str, Any]:
+def cold_runs(data: Interactions, seeds: list[int], ties: str) -> dict[str, Any]:
     out: dict[str, list[dict[str, Any]]] = {"two-tower": [], "most-popular": [], "random": []}
     for seed in seeds:
         train, test, held = cold_item_split(data, seed)
-        models = {"two-tower": TwoTower(seed=seed), "most-popular": MostPopular(),
+        models = {"two-tower": TwoTower(seed=seed, ties=ties), "most-popular": MostPopular(),
                   "random": RandomRecommender(seed=seed)}
         for name, model in models.items():
             start = time.perf_counter()
@@ -138,29 +148,30 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: spread([r[k] for r in runs]) for k in keys}
 
 
-def benchmark(seeds: list[int]) -> dict[str, Any]:
+def benchmark(seeds: list[int], ties: str = TIES, warm_only: bool = False) -> dict[str, Any]:
     data = load_dataset("ml-100k")
     return {"machine": machine(),
-            "protocol": {"warm": "leave-last-out; sampled-99 and full ranking, evaluation "
-                                 "seed 0",
+            "protocol": {"warm": f"leave-last-out (ties={ties!r}, also the model's); sampled-99 "
+                                 "and full ranking, evaluation seed 0",
                          "cold": f"{COLD_SHARE:.0%} of items held out entirely (seeded); "
                                  f"Recall@{COLD_K} among all unseen items and among the "
                                  "held-out items only"},
-            "warm": warm_runs(data, seeds), "cold": cold_runs(data, seeds),
+            "warm": warm_runs(data, seeds, ties),
+            "cold": None if warm_only else cold_runs(data, seeds, ties),
             "load_average_end": os.getloadavg()}
 
 
 # ---------------------------------------------------------------------- tuning
-def validation_sets() -> dict[str, tuple[Interactions, Interactions, np.ndarray | None]]:
+def validation_sets(ties: str) -> dict[str, tuple[Interactions, Interactions, np.ndarray | None]]:
     """(train, validation, held-out item mask or None), carved from training data only."""
     ml = load_dataset("ml-100k")
     sets: dict[str, tuple[Interactions, Interactions, np.ndarray | None]] = {}
-    inner = leave_last_out(leave_last_out(ml, ties="item-id").train, ties="item-id")
+    inner = leave_last_out(leave_last_out(ml, ties=ties).train, ties=ties)
     sets["ml-100k"] = (inner.train, inner.test, None)
     outer_train, _, _ = cold_item_split(ml, 0)
     sets["ml-100k-cold"] = cold_item_split(outer_train, 0)
     inner = leave_last_out(
-        leave_last_out(generate(feedback="implicit"), ties="item-id").train, ties="item-id")
+        leave_last_out(generate(feedback="implicit"), ties=ties).train, ties=ties)
     sets["synthetic"] = (inner.train, inner.test, None)
     return sets
 
@@ -183,17 +194,18 @@ def curve(params: dict[str, Any], train: Interactions, valid: Interactions,
     return records
 
 
-def tune(seeds: list[int], only: list[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"machine": machine(), "defaults_at_tuning": TwoTower().get_params(),
+def tune(seeds: list[int], only: list[str] | None = None, ties: str = TIES) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine(),
+                           "defaults_at_tuning": TwoTower(ties=ties).get_params(),
                            "runs": []}
-    sets = validation_sets()
+    sets = validation_sets(ties)
     for names, params in GRID:
         for dataset in names:
             if only and dataset not in only:
                 continue
             for seed in seeds:
                 start = time.perf_counter()
-                records = curve({"epochs": TUNE_EPOCHS, **params, "seed": seed},
+                records = curve({"epochs": TUNE_EPOCHS, "ties": ties, **params, "seed": seed},
                                 *sets[dataset])
                 out["runs"].append({"dataset": dataset, "params": params, "seed": seed,
                                     "seconds": round(time.perf_counter() - start),
@@ -210,13 +222,18 @@ def main() -> None:
     parser.add_argument("--tune-sets", nargs="+", choices=["ml-100k", "ml-100k-cold", "synthetic"],
                         help="validation sets of the grid to run (default: all)")
     parser.add_argument("--json", type=Path, help="results path (default benchmarks/results/)")
+    parser.add_argument("--ties", choices=TIE_RULES, default=TIES,
+                        help="tie rule of the splits and the model's histories (default: "
+                             "%(default)s, the rule of the recorded figures)")
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold-item runs")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.tune:
-        result, path = (tune(args.tune_seeds, args.tune_sets),
+        result, path = (tune(args.tune_seeds, args.tune_sets, args.ties),
                         RESULTS / "bench_two_tower_tuning.json")
     else:
-        result, path = benchmark(args.seeds), RESULTS / "bench_two_tower_ml-100k.json"
+        result = benchmark(args.seeds, args.ties, args.warm_only)
+        path = RESULTS / "bench_two_tower_ml-100k.json"
     path = args.json or path
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")

@@ -158,3 +158,15 @@ def test_learns_the_planted_structure(make) -> None:
     hr = evaluator.evaluate(make().fit(train)).metrics["HR@10"]
     popular = evaluator.evaluate(MostPopular().fit(train)).metrics["HR@10"]
     assert hr > 0.9 and hr > popular + 0.4
+
+
+@pytest.mark.parametrize("loss", ["bce", "bpr"])
+def test_streamed_epochs_learn_as_well_as_the_in_memory_epoch(loss: str) -> None:
+    train, test = planted_clusters(seed=1)
+    evaluator = Evaluator(train, test, metrics=["hr@10", "ndcg@10"])
+    params = {"factors": 4, "epochs": 10, "learning_rate": 0.02, "train_batch_size": 128,
+              "loss": loss, "seed": 0}
+    whole = evaluator.evaluate(GMF(**params).fit(train)).metrics
+    streamed = evaluator.evaluate(GMF(chunk_rows=150, **params).fit(train)).metrics
+    assert streamed["HR@10"] > 0.9 and whole["HR@10"] > 0.9
+    assert abs(streamed["NDCG@10"] - whole["NDCG@10"]) < 0.05

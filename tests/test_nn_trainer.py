@@ -14,6 +14,7 @@ import torch
 
 from recforge.data.sampling import NegativeSampler
 from recforge.data.splits import leave_last_out
+from recforge.errors import ParameterError
 from recforge.evaluation import early_stopping
 from recforge.models import GMF, DotMF, NeuMF
 from recforge.nn import TrainingConfig, lr_factor, resolve_device, resolve_precision
@@ -52,10 +53,19 @@ def test_linear_warmup_scales_any_schedule() -> None:
                                  {"lr_step_epochs": 0}, {"lr_gamma": 0.0},
                                  {"optimizer": "adagrad"}, {"loss": "mse"},
                                  {"learning_rate": 0.0}, {"train_batch_size": 0},
-                                 {"clip_norm": -1.0}, {"negatives": 0}, {"momentum": 1.0}])
+                                 {"clip_norm": -1.0}, {"negatives": 0}, {"momentum": 1.0},
+                                 {"chunk_rows": 0}, {"chunk_rows": 2.5}])
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainingConfig(**bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_chunk_rows_must_be_a_positive_count_or_none(bad: object) -> None:
+    with pytest.raises(ParameterError, match="^chunk_rows: "):
+        GMF(chunk_rows=bad)
+    assert GMF().chunk_rows is None and GMF(chunk_rows=10).chunk_rows == 10
+    assert "chunk_rows" in GMF.param_names()
 
 
 def test_unknown_training_parameter_raises() -> None:
@@ -277,6 +287,31 @@ def test_same_seed_same_weights_other_seed_differs() -> None:
     c = _weights(NeuMF(factors=4, layers=(8, 4), epochs=2, seed=6, train_batch_size=128).fit(data))
     assert _same(a, b)
     assert not _same(a, c)
+
+
+@pytest.mark.parametrize("loss", ["bce", "bpr"])
+def test_streamed_epochs_are_deterministic_by_seed(loss: str) -> None:
+    data = contract_data()
+
+    def fit(seed: int, **params: object) -> GMF:
+        return GMF(epochs=2, loss=loss, negatives=2, seed=seed, **TINY, **params).fit(data)
+
+    a, b, c = (fit(seed, chunk_rows=40) for seed in (5, 5, 6))
+    assert _same(_weights(a), _weights(b)) and not _same(_weights(a), _weights(c))
+    per_positive = 3 if loss == "bce" else 2
+    assert [h["samples"] for h in a.history_] == [per_positive * data.binary_csr.nnz] * 2
+    # other chunks, other epochs; the in-memory epoch (chunk_rows=None) is a third one
+    assert not _same(_weights(a), _weights(fit(5, chunk_rows=41)))
+    assert not _same(_weights(a), _weights(fit(5)))
+
+
+def test_in_memory_epoch_is_the_chunk_builder_on_every_positive() -> None:
+    data = contract_data()
+    model = GMF(negatives=3, **TINY)
+    sampler = NegativeSampler(data.binary_csr)
+    whole = model._epoch_examples(sampler, np.random.default_rng(4))
+    again = pointwise_examples(sampler, np.random.default_rng(4), 3)
+    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -84,6 +84,46 @@ def test_histories_hold_the_items_before_each_interaction() -> None:
     assert final.tolist() == [[2, 3], [4, 0]]
 
 
+def test_histories_order_equal_timestamps_by_the_tie_rule() -> None:
+    # user 0 logged item 2 then item 1 in the same second, after item 0
+    data = Interactions.from_arrays([0, 0, 0], [0, 2, 1], timestamps=[5, 9, 9])
+    pad = data.n_items
+    _, items, before, final = histories(data, 2, ties="file-order")
+    assert items.tolist() == [0, 2, 1] and final.tolist() == [[2, 1]]
+    assert before.tolist() == [[pad, pad], [pad, 0], [0, 2]]
+    _, items, _, final = histories(data, 2, ties="item-id")
+    assert items.tolist() == [0, 1, 2] and final.tolist() == [[1, 2]]
+    orders = {tuple(histories(data, 2, ties="random", seed=s)[1]) for s in range(20)}
+    assert orders == {(0, 2, 1), (0, 1, 2)}
+    assert np.array_equal(histories(data, 2, "random", 7)[1], histories(data, 2, "random", 7)[1])
+
+
+def test_the_model_follows_its_tie_rule_default_file_order() -> None:
+    data = Interactions.from_arrays([0, 0, 0, 1, 1], [2, 3, 1, 0, 4],
+                                    timestamps=[5, 9, 9, 1, 2])
+    assert TwoTower().ties == "file-order"
+    tiny = {**SMALL, "epochs": 1}
+    by_file = TwoTower(**tiny).fit(data).module_.user_history[0].tolist()
+    by_id = TwoTower(ties="item-id", **tiny).fit(data).module_.user_history[0].tolist()
+    assert by_file[-2:] == [3, 1] and by_id[-2:] == [1, 3]
+    with pytest.raises(ValueError, match="ties: must be one of 'file-order'"):
+        TwoTower(ties="latest")
+
+
+def test_refuses_a_parquet_file_and_a_streamed_epoch(tmp_path: Path) -> None:
+    from recforge.data.streaming import ParquetInteractions
+
+    data = contract_data()
+    path = tmp_path / "log.parquet"
+    data.to_parquet(str(path))
+    with pytest.raises(InputError, match=r"^TwoTower trains on Interactions, not "
+                                         r"ParquetInteractions$"):
+        TwoTower(**SMALL).fit(ParquetInteractions(path))
+    with pytest.raises(InputError, match="builds its epoch in memory; chunk_rows must be "
+                                         "None, not 100"):
+        TwoTower(chunk_rows=100, **SMALL).fit(data)
+
+
 def test_pad_histories_keeps_the_last_items_and_drops_unknown_ones() -> None:
     known = np.array([True, True, False, True])
     rows = pad_histories([[0, 1, 3], [-1, 99, 2], []], 2, known, pad=4)

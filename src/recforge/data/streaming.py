@@ -4,22 +4,33 @@ examples (and the log itself) never have to be in memory at once.
 A *chunk source* yields ``(users, items)`` index arrays of at most ``chunk_rows`` rows:
 `ParquetInteractions.chunks` reads a Parquet file's row groups (in a random order when given
 a generator) in record batches; `interaction_chunks` cuts in-memory `Interactions` or
-`Events`.
-`pair_batches` turns chunks into BPR-style mini-batches: each chunk is shuffled, each of its
-interactions gets ``negatives`` items drawn by the shared `NegativeSampler`, and the triples
-are cut into batches of ``batch_size`` (the last batch of a chunk may be shorter). Memory is
-one chunk of examples plus the sampler's positives (``O(interactions)`` int32/int64 indices,
-which exact negative sampling needs), independent of the number of negatives per positive.
+`Events`; `shuffled_chunks` cuts positives taken in one random order.
+
+The examples of a chunk are built by `pointwise_arrays` (each positive with label 1 and
+``negatives`` sampled items with label 0) or `pairwise_arrays` (BPR triples), with negatives
+drawn by the shared `NegativeSampler`; the in-memory epoch of
+`recforge.models.neural.torch_base.TorchRecommender` is the same functions applied to every
+positive at once. `pair_batches` turns chunks into BPR-style mini-batches: each chunk is
+shuffled, its triples built by `pairwise_arrays`, and cut into batches of ``batch_size``
+(the last batch of a chunk may be shorter). Memory is one chunk of examples plus the
+sampler's positives (``O(interactions)`` int32/int64 indices, which exact negative sampling
+needs), independent of the number of negatives per positive.
 
 `ParquetInteractions` scans the file twice when built (record batch by record batch): first
 the distinct user and item ids, which give the `IdMap` s by the id rule of `Interactions`
 (int64 when every id is a canonical integer, else strings), then the index pairs, which give
-the positives matrix for the sampler and for excluding seen items.
+the positives matrix for the sampler and for excluding seen items. It is a `PairData` that
+offers what `Recommender.fit` reads without holding the log's rows: ``binary_csr`` is the
+positives matrix, ``user_counts``/``item_counts`` count *distinct* (user, item) pairs (a pair
+logged twice counts once, unlike `Interactions`), ``ratings`` is None and ``len`` is the
+number of rows in the file. Models that list it in their ``trains_on`` stream each epoch from
+`ParquetInteractions.chunks`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +38,22 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge.data.events import Events
-from recforge.data.interactions import IdMap, IdSpace, Interactions, external_ids
+from recforge.data.interactions import IdMap, Interactions, PairData, external_ids
 from recforge.data.readers import DataFormatError
 from recforge.data.sampling import NegativeSampler
 from recforge.errors import UnknownNameError
 from recforge.params import MAX_COUNT, Integer
 
 Chunk = tuple[np.ndarray, np.ndarray]
+Arrays = dict[str, np.ndarray]
 COUNT = Integer(1, MAX_COUNT)
 
 
-class ParquetInteractions(IdSpace):
+class ParquetInteractions(PairData):
     """An interaction log in a Parquet file, read ``chunk_rows`` rows at a time (module
     docstring). ``user`` and ``item`` name its id columns."""
+
+    ratings = None
 
     def __init__(self, path: str | Path, user: str = "user", item: str = "item",
                  chunk_rows: int = 1 << 20):
@@ -66,6 +80,28 @@ class ParquetInteractions(IdSpace):
     def __repr__(self) -> str:
         return (f"ParquetInteractions({str(self.path)!r}, {self.n_users} users x "
                 f"{self.n_items} items, {self.n_interactions} interactions)")
+
+    @property
+    def users(self) -> np.ndarray:
+        """Not held (AttributeError): the rows are read chunk by chunk with `chunks`."""
+        raise AttributeError(f"{self!r} does not hold its rows; read them with chunks()")
+
+    items = users
+
+    @property
+    def binary_csr(self) -> sp.csr_matrix:
+        """The positives (every distinct observed pair, 1.0; sorted rows)."""
+        return self.positives
+
+    @cached_property
+    def user_counts(self) -> np.ndarray:
+        """Distinct items per user (a pair logged several times counts once)."""
+        return np.diff(self.positives.indptr).astype(np.int64)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Distinct users per item (a pair logged several times counts once)."""
+        return np.bincount(self.positives.indices, minlength=self.n_items).astype(np.int64)
 
     def chunks(self, rng: np.random.Generator | None = None) -> Iterator[Chunk]:
         """``(users, items)`` int32 index arrays of at most ``chunk_rows`` rows each, the row
@@ -113,6 +149,7 @@ class ParquetInteractions(IdSpace):
         matrix = sp.csr_matrix((np.ones(at, np.float32), (users[:at], items[:at])),
                                shape=(self.n_users, self.n_items))
         matrix.sum_duplicates()
+        matrix.sort_indices()
         matrix.data[:] = 1.0
         return matrix
 
@@ -129,17 +166,50 @@ def interaction_chunks(data: Interactions | Events, chunk_rows: int,
         yield data.users[lo:lo + chunk_rows], data.items[lo:lo + chunk_rows]
 
 
+def shuffled_chunks(users: np.ndarray, items: np.ndarray, chunk_rows: int,
+                    rng: np.random.Generator) -> Iterator[Chunk]:
+    """``(users, items)`` in one random order drawn from ``rng``, cut into chunks of
+    ``chunk_rows`` rows (the order is drawn when the first chunk is asked for)."""
+    chunk_rows = COUNT.check("chunk_rows", chunk_rows)
+    order = rng.permutation(len(users))
+    for lo in range(0, len(order), chunk_rows):
+        part = order[lo:lo + chunk_rows]
+        yield users[part], items[part]
+
+
+def pointwise_arrays(users: np.ndarray, items: np.ndarray, sampler: NegativeSampler,
+                     rng: np.random.Generator, negatives: int) -> Arrays:
+    """Every positive ``(users[n], items[n])`` with label 1, then ``negatives`` sampled items
+    of each user with label 0 (He et al. 2017, section 3.1.1): ``user``, ``item`` (int64),
+    ``label`` (float32)."""
+    users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
+    drawn = sampler.sample(users, negatives, rng).ravel()
+    n_pos = len(users)
+    return {"user": np.concatenate([users, np.repeat(users, negatives)]),
+            "item": np.concatenate([items, drawn]),
+            "label": np.concatenate([np.ones(n_pos, np.float32),
+                                     np.zeros(n_pos * negatives, np.float32)])}
+
+
+def pairwise_arrays(users: np.ndarray, items: np.ndarray, sampler: NegativeSampler,
+                    rng: np.random.Generator, negatives: int) -> Arrays:
+    """Every positive ``(users[n], items[n])`` paired with ``negatives`` sampled items of its
+    user, one triple each, a positive's triples adjacent (BPR): ``user``, ``positive``,
+    ``negative`` (int64)."""
+    users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
+    drawn = sampler.sample(users, negatives, rng).ravel()
+    return {"user": np.repeat(users, negatives), "positive": np.repeat(items, negatives),
+            "negative": drawn}
+
+
 def pair_batches(chunks: Iterable[Chunk], sampler: NegativeSampler, batch_size: int,
-                 rng: np.random.Generator, negatives: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                 rng: np.random.Generator, negatives: int = 1) -> Iterator[Arrays]:
     """BPR mini-batches from ``chunks`` (module docstring): ``user``, ``positive`` and
     ``negative`` int64 arrays, each interaction repeated once per sampled negative."""
     batch_size = COUNT.check("batch_size", batch_size)
     negatives = COUNT.check("negatives", negatives)
     for users, items in chunks:
         order = rng.permutation(len(users))
-        users, items = users[order].astype(np.int64), items[order].astype(np.int64)
-        drawn = sampler.sample(users, negatives, rng).ravel()
-        users, items = np.repeat(users, negatives), np.repeat(items, negatives)
-        for lo in range(0, len(users), batch_size):
-            part = slice(lo, lo + batch_size)
-            yield {"user": users[part], "positive": items[part], "negative": drawn[part]}
+        triples = pairwise_arrays(users[order], items[order], sampler, rng, negatives)
+        for lo in range(0, len(order) * negatives, batch_size):
+            yield {k: v[lo:lo + batch_size] for k, v in triples.items()}

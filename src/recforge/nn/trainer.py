@@ -75,7 +75,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "precision": Choice("auto", "fp32", "bf16", "fp16"), "threads": THREADS,
     "compile": BOOLEAN, "seed": SEED, "verbose": BOOLEAN, "log_file": Optional(Text()),
     "checkpoint_dir": Optional(Text()), "checkpoint_every": Integer(1, MAX_EPOCHS),
-    "resume": BOOLEAN,
+    "resume": BOOLEAN, "chunk_rows": Optional(Integer(1, MAX_COUNT)),
 }
 
 
@@ -100,6 +100,11 @@ class TrainingConfig:
     ``seed``: every random choice. ``verbose``: progress bar and JSON lines on stderr;
     ``log_file``: append the JSON lines there. ``checkpoint_dir``/``checkpoint_every``: save
     a checkpoint every so many epochs; ``resume``: continue from it when it exists.
+    ``chunk_rows``: None builds each epoch's examples in memory at once; a number streams the
+    epoch: the positives in a seeded random order, cut into chunks of that many, each chunk's
+    examples drawn and shuffled on their own, so memory holds one chunk of examples plus the
+    positives (models trained on a `recforge.data.streaming.ParquetInteractions` stream the
+    file's chunks whatever this is).
     """
 
     epochs: int = 20
@@ -127,6 +132,7 @@ class TrainingConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
+    chunk_rows: int | None = None
 
     def __post_init__(self) -> None:
         check_all(TRAINING_RULES, dataclasses.asdict(self))

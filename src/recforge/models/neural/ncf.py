@@ -56,7 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recforge.data.interactions import Interactions
+from recforge.data.interactions import Interactions, PairData
+from recforge.data.streaming import ParquetInteractions
 from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.registry import register
@@ -235,9 +236,11 @@ def _check_layers(layers: Sequence[int]) -> None:
 
 
 class _NCF(TorchRecommender):
-    """Shared parts of the four models: the module's head and the item vectors."""
+    """Shared parts of the four models: the module's head and the item vectors. Each fits on
+    `Interactions` or streams its epochs from a `ParquetInteractions`."""
 
     head: ClassVar[Head]
+    trains_on: ClassVar[tuple[type, ...]] = (Interactions, ParquetInteractions)
     init_std: float
     param_rules: ClassVar[dict[str, Rule]] = {"init_std": INIT_STD}
 
@@ -324,7 +327,7 @@ class DotMF(_NCF):
 #: training parameters a NeuMF passes on to the GMF and MLP it pre-trains
 _SHARED_WITH_PRETRAINING = ("train_batch_size", "loss", "negatives", "sampling", "patience",
                             "device", "precision", "threads", "compile", "seed", "verbose",
-                            "log_file", "checkpoint_every", "resume")
+                            "log_file", "checkpoint_every", "resume", "chunk_rows")
 
 
 @register("neumf")
@@ -363,7 +366,7 @@ class NeuMF(_NCF):
     def _module_args(self) -> dict[str, Any]:
         return {"factors": self.factors, "layers": self.layers}
 
-    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
+    def _fit(self, train: PairData, valid: Interactions | ValidationScore | None) -> None:
         parts = self._pretrained_parts(train, valid) if self.pretrain else None
         self.pretrain_history_ = {name: part.history_ for name, part in (parts or {}).items()}
         self._parts = parts
@@ -372,7 +375,7 @@ class NeuMF(_NCF):
         finally:
             del self._parts
 
-    def _pretrained_parts(self, train: Interactions,
+    def _pretrained_parts(self, train: PairData,
                           valid: Interactions | ValidationScore | None) -> dict[str, _NCF]:
         gmf = self._part(GMF, "gmf", {"factors": self.factors}, self.gmf_params)
         mlp = self._part(MLP, "mlp", {"layers": self.layers}, self.mlp_params)
@@ -385,7 +388,7 @@ class NeuMF(_NCF):
             shared["checkpoint_dir"] = str(Path(self.checkpoint_dir) / name)
         return cls(**own, init_std=self.init_std, **{**shared, **(overrides or {})})
 
-    def _init_training(self, train: Interactions) -> None:
+    def _init_training(self, train: PairData) -> None:
         super()._init_training(train)
         if self._parts is not None:
             self.module_.load_pretrained(self._parts["gmf"].module_, self._parts["mlp"].module_,

@@ -10,6 +10,13 @@ Everything else is shared:
 * examples drawn each epoch in bulk from the shared `NegativeSampler` and batched in memory
   (`recforge.nn.batching`): pointwise (``loss="bce"``, ``negatives`` sampled items with label
   0 per positive) or pairwise (``loss="bpr"``, Rendle et al., UAI 2009);
+* streamed epochs: with ``chunk_rows`` the positives are taken in a seeded random order and
+  cut into chunks; each chunk's examples are drawn by the same functions
+  (`recforge.data.streaming.pointwise_arrays`/`pairwise_arrays`), shuffled within the chunk
+  and fed to `Trainer.run_batches`, so memory holds one chunk of examples plus the
+  positives. A model whose ``trains_on`` lists `recforge.data.streaming.ParquetInteractions`
+  fits on one by streaming the file's chunks (its row groups in a seeded random order) each
+  epoch. Models whose epoch cannot be cut into chunks set ``streams_epochs = False``;
 * Adam, AdamW or SGD; constant, step or cosine learning-rate schedules with linear warm-up
   (`recforge.nn.schedules`); gradient-norm clipping; weight decay;
 * device selection, CUDA mixed precision and CPU threads (`recforge.nn.device`); optional
@@ -37,7 +44,9 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,16 +54,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from recforge.data.interactions import Interactions
+from recforge.data.interactions import Interactions, PairData
 from recforge.data.sampling import NegativeSampler
+from recforge.data.streaming import (
+    Chunk,
+    ParquetInteractions,
+    pairwise_arrays,
+    pointwise_arrays,
+    shuffled_chunks,
+)
+from recforge.errors import InputError
 from recforge.io import json_default
 from recforge.models.base import ValidationScore
 from recforge.models.iterative import IterativeRecommender, LoopState
-from recforge.nn.batching import (
-    Batch,
-    pairwise_examples,
-    pointwise_examples,
-)
+from recforge.nn.batching import Batch, as_batch, chunked_batches
 from recforge.nn.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -86,13 +99,19 @@ _RUN_PARAMS = frozenset({"epochs", "patience", "verbose", "log_file", "checkpoin
                          "checkpoint_every", "resume", "threads", "device", "compile"})
 
 
+ChunkSource = Callable[[np.random.Generator], Iterable[Chunk]]
+
+
 @dataclass
 class _TrainingRun:
-    """Per-fit objects, dropped when fitting ends."""
+    """Per-fit objects, dropped when fitting ends. ``chunks`` (None: the epoch is built in
+    memory) gives an epoch's chunks of positives, ``rows`` of them in all."""
 
     sampler: NegativeSampler
     rng: np.random.Generator
     trainer: Trainer
+    chunks: ChunkSource | None = None
+    rows: int = 0
 
 
 class TorchRecommender(IterativeRecommender):
@@ -103,6 +122,8 @@ class TorchRecommender(IterativeRecommender):
 
     #: defaults of `TrainingConfig` fields that differ for this model
     training_defaults: ClassVar[dict[str, Any]] = {}
+    #: whether the epoch can be streamed in chunks of positives (``chunk_rows``)
+    streams_epochs: ClassVar[bool] = True
     param_rules = TRAINING_RULES
     module_: ScoringModule
     _training: _TrainingRun
@@ -126,10 +147,19 @@ class TorchRecommender(IterativeRecommender):
         raise NotImplementedError
 
     def _epoch_examples(self, sampler: NegativeSampler, rng: np.random.Generator) -> Batch:
-        """This epoch's examples: pointwise for ``loss="bce"``, pairwise for ``"bpr"``."""
-        if self.loss == "bce":
-            return pointwise_examples(sampler, rng, self.negatives)
-        return pairwise_examples(sampler, rng, self.negatives)
+        """This epoch's examples, built in memory: those of every positive at once."""
+        return self._chunk_examples(sampler.users, sampler.items, sampler, rng)
+
+    def _chunk_examples(self, users: np.ndarray, items: np.ndarray, sampler: NegativeSampler,
+                        rng: np.random.Generator) -> Batch:
+        """The examples of the positives ``(users[n], items[n])``: pointwise for
+        ``loss="bce"``, pairwise for ``"bpr"``."""
+        build = pointwise_arrays if self.loss == "bce" else pairwise_arrays
+        return as_batch(build(users, items, sampler, rng, self.negatives))
+
+    def _examples_per_positive(self) -> int:
+        """How many examples `_chunk_examples` makes of one positive."""
+        return self.negatives + (self.loss == "bce")
 
     def _batch_loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Mean log loss of labelled pairs, or mean BPR loss ``-ln sigma(x_ui - x_uj)``."""
@@ -141,26 +171,37 @@ class TorchRecommender(IterativeRecommender):
         """The device the module lives on (resolved from ``device``)."""
         return resolve_device(self.device)
 
-    def _fit(self, train: Interactions, valid: Interactions | ValidationScore | None) -> None:
+    def _fit(self, train: PairData, valid: Interactions | ValidationScore | None) -> None:
         config = self.training_config()
+        if config.chunk_rows is not None and not self.streams_epochs:
+            raise InputError(f"{type(self).__name__} builds its epoch in memory; "
+                             f"chunk_rows must be None, not {config.chunk_rows}")
         device = self.torch_device
         with runtime(device, config.threads), torch.random.fork_rng(rng_devices(device)):
             torch.manual_seed(config.seed)
             super()._fit(train, valid)
         self.module_.eval()
 
-    def _init_training(self, train: Interactions) -> None:
+    def _init_training(self, train: PairData) -> None:
         config = self.training_config()
         device = self.torch_device
         self.module_ = self._build_module().to(device)
         sampler = NegativeSampler(train.binary_csr, method=config.sampling)
         rng = np.random.default_rng(config.seed)
-        self._training = _TrainingRun(sampler, rng, Trainer(self.module_, config, device))
+        chunks, rows = _chunk_source(train, sampler, config.chunk_rows)
+        self._training = _TrainingRun(sampler, rng, Trainer(self.module_, config, device),
+                                      chunks, rows)
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         run = self._training
-        examples = self._epoch_examples(run.sampler, run.rng)
-        return run.trainer.run_epoch(epoch, examples, self._batch_loss)
+        if run.chunks is None:
+            examples = self._epoch_examples(run.sampler, run.rng)
+            return run.trainer.run_epoch(epoch, examples, self._batch_loss)
+        build = partial(self._chunk_examples, sampler=run.sampler, rng=run.rng)
+        batches = chunked_batches(run.chunks(run.rng), build, self.train_batch_size,
+                                  run.trainer.generator, run.trainer.device)
+        return run.trainer.run_batches(epoch, batches, run.rows * self._examples_per_positive(),
+                                       self._batch_loss)
 
     # ------------------------------------------------------------------ epoch loop hooks
     def _loop_start(self) -> LoopState:
@@ -262,3 +303,15 @@ class TorchRecommender(IterativeRecommender):
                 self.module_ = self._build_module().to(self.torch_device)
         self.module_.load_state_dict(weights)
         self.module_.eval()
+
+
+def _chunk_source(train: PairData, sampler: NegativeSampler,
+                  chunk_rows: int | None) -> tuple[ChunkSource | None, int]:
+    """How an epoch reads its positives, and how many rows it reads: a Parquet file's chunks
+    (every row of the file), the positives shuffled and cut into ``chunk_rows`` chunks, or
+    (None, 0) for the in-memory epoch."""
+    if isinstance(train, ParquetInteractions):
+        return train.chunks, len(train)
+    if chunk_rows is None:
+        return None, 0
+    return partial(shuffled_chunks, sampler.users, sampler.items, chunk_rows), len(sampler.users)

@@ -16,7 +16,8 @@ Corpus Item Recommendations", RecSys 2019), on the shared neural trainer.
   the last column, and each item's last column is its popularity over the maximum.
 
 Training (one example per training interaction, the user's history being the
-``history_length`` interactions before it in time, so training matches next-item prediction):
+``history_length`` interactions before it in time, equal timestamps ordered by the tie rule
+``ties`` of `recforge.data.splits.order_by_time`, so training matches next-item prediction):
 in-batch sampled softmax over the batch's positive items at ``temperature`` (fixed, or learned
 with ``learn_temperature``), optionally mixed with ``uniform_negatives`` items drawn uniformly
 per batch (Yang et al., WWW 2020); the logits are corrected by ``-log`` of each candidate's
@@ -69,6 +70,7 @@ from recforge.data.features import SideTable
 from recforge.data.interactions import Interactions
 from recforge.data.sampling import NegativeSampler
 from recforge.data.sequences import Sequences, pad_histories
+from recforge.data.splits import DEFAULT_TIES, TIES
 from recforge.data.text import METHODS, embed_texts, resolve_method
 from recforge.errors import InputError
 from recforge.models.base import ValidationScore
@@ -128,13 +130,14 @@ def codec_widths(codec: dict[str, Any], dense_width: int) -> dict[str, Any]:
             "dense": int(dense_width)}
 
 
-def histories(train: Interactions, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                          np.ndarray]:
+def histories(train: Interactions, length: int, ties: str = DEFAULT_TIES, seed: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(users, items, history before each, final history per user)``: every training
-    interaction (users in order, each in time order, equal timestamps by item index) with
+    interaction (users in order, each in time order, equal timestamps by the tie rule
+    ``ties``, ``seed`` seeding ``"random"``; see `recforge.data.splits.order_by_time`) with
     the ``length`` items its user had before it, and each user's last ``length`` items;
     padding is ``n_items`` (`Sequences`)."""
-    seq = Sequences.from_interactions(train, ties="item-id")
+    seq = Sequences.from_interactions(train, ties=ties, seed=seed)
     return seq.users, seq.items, seq.prefix_windows(length), seq.padded(length)
 
 
@@ -261,10 +264,16 @@ class TwoTower(TorchRecommender):
     ``hard_negatives``: hardest candidates per row in a second softmax; ``id_dropout``;
     ``text_method``: ``auto``, ``minilm`` or ``hashed``; ``text_columns``: item text
     columns to embed; ``category_prefix``: categorical columns cut to a prefix (default
-    `DEFAULT_PREFIX`). Training parameters: see `recforge.nn.TrainingConfig`."""
+    `DEFAULT_PREFIX`); ``ties``: how a user's training events with equal timestamps are
+    ordered in their histories, the rules of `recforge.data.splits.order_by_time`
+    (``"file-order"``, the default of the leave-last-out split; ``"item-id"``, the rule of
+    the figures before issue 11; ``"random"``, seeded by ``seed``). Training parameters: see
+    `recforge.nn.TrainingConfig`; ``chunk_rows`` must be None (each example carries its
+    per-event history, so the epoch is built in memory)."""
 
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "train_batch_size": 1024,
                                                    "learning_rate": 0.003}
+    streams_epochs = False
     training_state = ("_training", "_features", "_examples", "_frequency", "_positives")
     param_rules: ClassVar[dict[str, Rule]] = {
         "layers": SequenceRule(WIDTH, min_len=1), "id_dim": WIDTH, "cat_dim": WIDTH,
@@ -273,7 +282,7 @@ class TwoTower(TorchRecommender):
         "uniform_negatives": Integer(0, MAX_UNIFORM_NEGATIVES),
         "hard_negatives": Integer(0, MAX_COUNT), "id_dropout": DROPOUT,
         "text_method": Choice(*METHODS), "text_columns": SequenceRule(Text()),
-        "category_prefix": Optional(Mapping(Integer(1, MAX_COUNT))),
+        "category_prefix": Optional(Mapping(Integer(1, MAX_COUNT))), "ties": TIES,
     }
 
     def __init__(self, layers: Sequence[int] = (128, 64), id_dim: int = 64, cat_dim: int = 16,
@@ -282,7 +291,8 @@ class TwoTower(TorchRecommender):
                  remove_accidental_hits: bool = True, uniform_negatives: int = 0,
                  hard_negatives: int = 0, id_dropout: float = 0.1, text_method: str = "auto",
                  text_columns: Sequence[str] = ("title",),
-                 category_prefix: dict[str, int] | None = None, **training: Any):
+                 category_prefix: dict[str, int] | None = None, ties: str = DEFAULT_TIES,
+                 **training: Any):
         self.layers = layers
         self.id_dim = id_dim
         self.cat_dim = cat_dim
@@ -297,6 +307,7 @@ class TwoTower(TorchRecommender):
         self.text_method = text_method
         self.text_columns = text_columns
         self.category_prefix = category_prefix
+        self.ties = ties
         super().__init__(**training)
 
     # ------------------------------------------------------------------ building
@@ -321,7 +332,8 @@ class TwoTower(TorchRecommender):
 
     def _init_training(self, train: Interactions) -> None:
         super()._init_training(train)
-        users, items, before, final = histories(train, self.history_length)
+        users, items, before, final = histories(train, self.history_length, self.ties,
+                                                self.seed)
         (user_cats, user_dense), (item_cats, item_dense) = self._features
         known_items = train.item_counts > 0
         values = {"user_cats": user_cats, "user_dense": user_dense, "user_history": final,
