@@ -16,6 +16,7 @@ from recforge.data.ctr_formats import (
     ParquetEvents,
     criteo_chunks,
     criteo_fields,
+    criteo_to_parquet,
     read_criteo,
     read_libfm,
 )
@@ -290,6 +291,24 @@ def test_parquet_events_cover_every_row_once(tmp_path: Path) -> None:
     assert sorted(len(c) for c in shuffled) == sorted(len(c) for c in chunks)
     merged = order.merge(context.reset_index(), on=list(context.columns), how="left")
     assert sorted(merged["index"].tolist()) == list(range(5000))
+
+
+def test_a_criteo_tsv_streams_into_parquet(tmp_path: Path) -> None:
+    tsv = write_criteo_tsv(tmp_path / "c.tsv", 900, **SMALL)
+    path = criteo_to_parquet(tsv, tmp_path / "c.parquet", chunk_rows=200, n_numeric=3,
+                             n_categorical=4, hashed_buckets=99)
+    read = read_criteo(tsv, n_numeric=3, n_categorical=4, hashed_buckets=99)
+    source = ParquetEvents(path, ["label"], chunk_rows=128)
+    assert source.fields == read.fields
+    chunks = list(source.chunks())
+    assert [len(c) for c in chunks] == [128, 72] * 4 + [100]
+    context = pd.concat([c.context for c in chunks], ignore_index=True)
+    assert isinstance(chunks[0].context["C1"].dtype, pd.CategoricalDtype)
+    for column in read.events.context.columns:
+        assert pd.Series(context[column], dtype=object).equals(
+            pd.Series(read.events.context[column], dtype=object)), column
+    assert np.array_equal(np.concatenate([c.label("label") for c in chunks]),
+                          read.events.label("label"))
 
 
 def test_parquet_events_with_ids_and_bad_labels(tmp_path: Path) -> None:

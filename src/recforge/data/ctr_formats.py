@@ -365,8 +365,7 @@ def _infer_ranges(entries: _Entries, path: Path) -> list[tuple[int, int | None]]
     m = int(counts[0])
     if m == 0:
         return []
-    order = np.lexsort((entries.index, entries.rows))
-    table = entries.index[order].reshape(n_rows, m)
+    table = np.sort(entries.index.reshape(n_rows, m), axis=1)  # entries are in row order
     low, high = table.min(axis=0), table.max(axis=0)
     overlap = np.flatnonzero(high[:-1] >= low[1:])
     if len(overlap):
@@ -416,7 +415,8 @@ def _field_columns(entries: _Entries, position: np.ndarray, names: list[str],
                    path: Path) -> tuple[pd.DataFrame, list[Field]]:
     """One context column per field, of the kind its entries suit (module docstring)."""
     n_rows = len(entries.labels)
-    by_field = np.argsort(position, kind="stable")
+    small = position.astype(np.int16) if len(names) < 2**15 else position
+    by_field = np.argsort(small, kind="stable")  # a radix sort for int16
     bounds = np.searchsorted(position[by_field], np.arange(len(names) + 1))
     columns, declared = {}, []
     for k, name in enumerate(names):
@@ -743,6 +743,60 @@ class ParquetEvents:
         if not distinct:
             raise DataFormatError(self.path, None, "no events (the file is empty)")
         return IdMap.from_values(pd.unique(np.concatenate(distinct)))[0]
+
+
+def write_events_parquet(path: str | Path, frames: Iterable[pd.DataFrame],
+                         fields: Sequence[Field]) -> Path:
+    """Write frames (labels and context columns, the same in each) to one Parquet file, one
+    row group per frame (atomic; memory: one frame). Category and text columns are stored as
+    dictionaries (read back as pandas categories), ``fields`` in the schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recforge.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for frame in frames:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    schema = pa.schema(
+                        [pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+                         if _is_text(f.type) else f for f in table.schema],
+                        metadata={**(table.schema.metadata or {}), **fields_metadata(fields)})
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+    return Path(path)
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def criteo_to_parquet(tsv: str | Path, path: str | Path, *, chunk_rows: int = 1 << 18,
+                      numeric: str = "log_squared", min_count: int = 10,
+                      hashed_buckets: int | None = None, n_numeric: int = 13,
+                      n_categorical: int = 26) -> Path:
+    """Stream a Criteo TSV into a Parquet file for `ParquetEvents` (``label``, the
+    transformed ``I*``, the ``C*`` categories; `criteo_fields` stored), one row group per
+    ``chunk_rows`` rows."""
+    fields = criteo_fields(n_numeric, n_categorical, numeric=numeric, min_count=min_count,
+                           hashed_buckets=hashed_buckets)
+    chunks = criteo_chunks(tsv, chunk_rows, numeric=numeric, n_numeric=n_numeric,
+                           n_categorical=n_categorical)
+    return write_events_parquet(path, (_with_label(events) for events in chunks), fields)
+
+
+def _with_label(events: Events) -> pd.DataFrame:
+    return events.context.assign(**{LABEL: events.label(LABEL).astype(np.int8)})
 
 
 def fields_metadata(fields: Sequence[Field]) -> dict[bytes, bytes]:

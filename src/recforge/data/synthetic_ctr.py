@@ -46,8 +46,8 @@ from recforge.data.ctr_formats import (
     categorical_names,
     criteo_events,
     criteo_fields,
-    fields_metadata,
     numeric_names,
+    write_events_parquet,
 )
 from recforge.params import MAX_COUNT, SEED, Integer, Real, check_all
 
@@ -97,38 +97,20 @@ def criteo_like_chunks(n_rows: int, chunk_rows: int,
         yield world.rows(start, min(n_rows, start + chunk_rows))
 
 
-def write_criteo_like_parquet(path: str | Path, n_rows: int, *, chunk_rows: int = 1_000_000,
+def write_criteo_like_parquet(path: str | Path, n_rows: int, *, chunk_rows: int = 1 << 18,
                               numeric: str = "log_squared", min_count: int = 10,
                               hashed_buckets: int | None = None, **params: Any) -> Path:
     """Stream ``n_rows`` rows to a Parquet file, one row group per chunk (atomic): ``label``,
     the transformed ``I*`` and the ``C*`` categories, with the `criteo_fields` declarations
     in the schema metadata. The true probabilities are not stored (regenerate them with
     `criteo_like_chunks`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from recforge.io import atomic_path
-
     world = CriteoLikeWorld(**params)
     fields = criteo_fields(world.n_numeric, world.n_categorical, numeric=numeric,
                            min_count=min_count, hashed_buckets=hashed_buckets)
-    with atomic_path(path) as tmp:
-        writer = None
-        try:
-            for frame, _ in criteo_like_chunks(n_rows, chunk_rows, **params):
-                events = criteo_events(frame, world.n_numeric, numeric, "")
-                table = pa.Table.from_pandas(
-                    events.context.assign(**{LABEL: frame[LABEL].to_numpy(np.int8)}),
-                    preserve_index=False)
-                if writer is None:
-                    schema = table.schema.with_metadata({**(table.schema.metadata or {}),
-                                                         **fields_metadata(fields)})
-                    writer = pq.ParquetWriter(tmp, schema)
-                writer.write_table(table.cast(writer.schema))
-        finally:
-            if writer is not None:
-                writer.close()
-    return Path(path)
+    frames = (criteo_events(frame, world.n_numeric, numeric, "").context.assign(
+        **{LABEL: frame[LABEL].to_numpy(np.int8)})
+        for frame, _ in criteo_like_chunks(n_rows, chunk_rows, **params))
+    return write_events_parquet(path, frames, fields)
 
 
 def write_criteo_tsv(path: str | Path, n_rows: int, *, chunk_rows: int = 1_000_000,
