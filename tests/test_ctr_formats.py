@@ -4,6 +4,7 @@ treatments, errors) and Parquet event chunks (every row exactly once)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,10 @@ def test_without_user_and_item_fields_every_row_has_one_user_and_item(tmp_path: 
     assert events.label("label").tolist() == [0.5, 2.0]  # not the libSVM {-1, +1} labels
     assert events.context["f0"].tolist() == [0, 1]
     assert events.context["f1"].tolist() == [2.5, -1.0]
+    with gzip.open(tmp_path / "a.libfm.gz", "wb") as out:
+        out.write(b"0.5 0:1 3:2.5\r\n\r\n2 1:1\t3:-1")  # CRLF, a tab, no final newline
+    again = read_libfm(tmp_path / "a.libfm.gz")
+    pd.testing.assert_frame_equal(again.events.context, events.context)
 
 
 def test_a_test_file_reads_with_the_training_ranges(tmp_path: Path) -> None:

@@ -547,11 +547,11 @@ def read_criteo(path: str | Path, *, nrows: int | None = None, numeric: str = "l
     """Read a Criteo-style TSV (module docstring), the first ``nrows`` data rows when given;
     a bad line raises `DataFormatError` naming the file, the line and the column."""
     path = _existing(path)
-    fields = criteo_fields(n_numeric, n_categorical, numeric=numeric, min_count=min_count,
-                           hashed_buckets=hashed_buckets)
-    frames = list(criteo_frames(path, chunk_rows, nrows=nrows, n_numeric=n_numeric,
-                                n_categorical=n_categorical))
-    return CTRData(criteo_events(concat_frames(frames), n_numeric, numeric, path.name), fields)
+    options = {"n_numeric": n_numeric, "n_categorical": n_categorical}
+    fields = {"numeric": numeric, "min_count": min_count, "hashed_buckets": hashed_buckets}
+    criteo_fields(**options, **fields)  # bad options fail before the file is read
+    frames = list(criteo_frames(path, chunk_rows, nrows=nrows, **options))
+    return criteo_data(concat_frames(frames), **options, **fields, name=path.name)
 
 
 def criteo_chunks(path: str | Path, chunk_rows: int, *, nrows: int | None = None,

@@ -44,6 +44,7 @@ from recforge.data.ctr_formats import (
     LABEL,
     CTRData,
     categorical_names,
+    criteo_data,
     criteo_events,
     criteo_fields,
     numeric_names,
@@ -79,11 +80,10 @@ def make_criteo_like(n_rows: int, *, numeric: str = "log_squared", min_count: in
     columns transformed by ``numeric``; fields declared by `criteo_fields`) and the true
     click probability of each row. ``params``: the generator's parameters (`DEFAULTS`)."""
     world = CriteoLikeWorld(**params)
-    fields = criteo_fields(world.n_numeric, world.n_categorical, numeric=numeric,
-                           min_count=min_count, hashed_buckets=hashed_buckets)
     frame, probability = world.rows(0, ROWS.check("n_rows", n_rows))
-    return CTRData(criteo_events(frame, world.n_numeric, numeric, "criteo-like"),
-                   fields), probability
+    return criteo_data(frame, n_numeric=world.n_numeric, n_categorical=world.n_categorical,
+                       numeric=numeric, min_count=min_count, hashed_buckets=hashed_buckets,
+                       name="criteo-like"), probability
 
 
 def criteo_like_chunks(n_rows: int, chunk_rows: int,
