@@ -25,6 +25,8 @@ def _params(name: str, **extra: object) -> dict:
     params = dict(FAST, **extra)
     if name == "logistic-regression":
         params.pop("embedding_dim")
+    if name == "xdeepfm":
+        params.setdefault("cin_layers", (16, 16))
     return params
 
 
@@ -160,3 +162,79 @@ def test_errors():
         create_model("deepfm", loss="bpr")
     with pytest.raises(ParameterError, match="layers"):
         create_model("logistic-regression", layers=(4,))
+
+
+def _group_means(model: Recommender, events: Events) -> dict[tuple[str, str], float]:
+    """Mean predicted probability per (device, kind) of ``events``."""
+    p = model.predict_proba(events)
+    device, kind = events.context["device"].to_numpy(), events.context["kind"].to_numpy()
+    return {(d, k): float(p[(device == d) & (kind == k)].mean())
+            for d in ("tv", "phone") for k in ("0", "1")}
+
+
+def test_wide_crosses_learn_what_an_additive_model_cannot():
+    """Without a deep part (``layers=()``: a linear map of the field vectors) Wide & Deep is
+    additive in the logit: kind 1 moves both devices the same way. The device x kind cross
+    lets it learn that kind 1 helps on a tv and hurts on a phone."""
+    events = synthetic_events()
+    params = _params("wide-deep", epochs=8, learning_rate=0.02, layers=())
+    crossed = create_model("wide-deep", crosses=[["device", "kind"]], **params).fit(events)
+    means = _group_means(crossed, events)
+    assert means["tv", "1"] > means["tv", "0"] + 0.1
+    assert means["phone", "1"] < means["phone", "0"] - 0.05
+    additive = _group_means(create_model("wide-deep", **params).fit(events), events)
+    assert (additive["tv", "1"] > additive["tv", "0"]) == \
+        (additive["phone", "1"] > additive["phone", "0"])
+
+
+def test_wide_crosses_refuse_unknown_fields():
+    events = synthetic_events(300)
+    with pytest.raises(InputError, match="crosses: 'colour' in \\['device', 'colour'\\] is "
+                                         "not a field"):
+        create_model("wide-deep", **FAST, crosses=[["device", "colour"]]).fit(events)
+    with pytest.raises(ParameterError, match="crosses\\[0\\]"):
+        create_model("wide-deep", crosses=[["device"]])
+    with pytest.raises(ParameterError, match="cross_buckets"):
+        create_model("wide-deep", cross_buckets=0)
+
+
+@pytest.mark.parametrize("name", MULTI_TASK)
+def test_multi_task_models_give_each_task_its_output(name):
+    import torch
+
+    from recforge.evaluation.classification import roc_auc
+
+    events = synthetic_events()
+    events.labels["dwell"] = (events.labels["click"] * 30 + 5).astype(np.float32)
+    train, _, test = events.split_by_time((0.6, 0.2, 0.2))
+    model = create_model(name, **_params(name, tasks=("click", "dwell"), epochs=8,
+                                         learning_rate=0.02, layers=(16,)))
+    model.fit(train)
+    out = model.predict_proba(test)
+    assert out.shape == (len(test), 2)
+    assert ((out[:, 0] > 0) & (out[:, 0] < 1)).all() and 5 <= np.median(out[:, 1]) <= 35
+    clicks = test.label("click")
+    assert roc_auc(clicks, out[:, 0]) > 0.65 and roc_auc(clicks, out[:, 1]) > 0.65
+    rows = model.inputs_.events(test, None)
+    with torch.no_grad():
+        _, gates = model.module_.extract({k: torch.from_numpy(v) for k, v in rows.items()})
+    for weights in gates:  # every gate's weights over its experts sum to one
+        np.testing.assert_allclose(weights.sum(-1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_new_model_parameters_are_checked():
+    for name, params, match in [
+        ("xdeepfm", {"cin_layers": (1,)}, "cin_layers"),
+        ("dcn", {"cross_layers": 0}, "cross_layers"),
+        ("dcn-v2", {"rank": 0}, "rank"),
+        ("dcn-v2", {"structure": "tower"}, "structure"),
+        ("dcn-v2", {"experts": 0}, "experts"),
+        ("mmoe", {"layers": ()}, "layers"),
+        ("mmoe", {"tower_layers": (0,)}, "tower_layers"),
+        ("ple", {"levels": 0}, "levels"),
+        ("ple", {"task_experts": 0}, "task_experts"),
+        ("ple", {"shared_experts": -1}, "shared_experts"),
+        ("shared-bottom", {"experts": 2}, "experts"),
+    ]:
+        with pytest.raises(ParameterError, match=match):
+            create_model(name, **params)

@@ -202,7 +202,7 @@ class CrossNetV2(nn.Module):
     def experts(self, layer: int, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(B, E, D)`` each low-rank expert's ``x_0 * (U g(C g(V^T x)) + b)``."""
         low = torch.tanh(torch.einsum("bd,edr->ber", x, self.v[layer]))
-        low = torch.tanh(torch.einsum("ber,ers->bes", low, self.c[layer]))
+        low = torch.tanh(torch.einsum("ers,bes->ber", self.c[layer], low))
         return x0.unsqueeze(1) * (torch.einsum("bes,eds->bed", low, self.u[layer])
                                   + self.biases[layer])
 
