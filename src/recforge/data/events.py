@@ -10,6 +10,9 @@ models, bandits and the service's event log.
   of the logged action, in ``(0, 1]``): optional.
 * ``context``: any other columns (a data frame; missing values allowed, the `FeatureCodec`
   encodes them as unknown), plus optional user and item `SideTable` s aligned to the maps.
+* ``history``: optional ``(n, L)`` item indices of each event's user's previous items, oldest
+  first, ``-1`` padded (`with_history` computes it over the whole log, so that after a split
+  a test event's history still holds the user's training and validation events).
 
 `Events.read` reads CSV/TSV/Parquet; a bad value raises `DataFormatError` with the file, the
 line (the row for Parquet) and the field. `Events.from_movielens` turns MovieLens ratings
@@ -42,7 +45,7 @@ from recforge.data.readers import (
     sniff_separator,
 )
 from recforge.errors import InputError, UnknownNameError
-from recforge.params import FRACTION, Real
+from recforge.params import FRACTION, MAX_COUNT, Integer, Real
 
 HOUR, DAY = 3600, 86_400
 #: 1970-01-01 was a Thursday (Monday is weekday 0)
@@ -56,7 +59,8 @@ class Events(PairData):
                  labels: Mapping[str, Any], timestamps: Any | None = None,
                  context: pd.DataFrame | None = None, propensity: Any | None = None,
                  user_features: SideTable | None = None,
-                 item_features: SideTable | None = None, name: str = ""):
+                 item_features: SideTable | None = None, history: Any | None = None,
+                 name: str = ""):
         self.users = np.ascontiguousarray(users, dtype=np.int32)
         self.items = np.ascontiguousarray(items, dtype=np.int32)
         n = len(self.users)
@@ -74,6 +78,9 @@ class Events(PairData):
         self.name = name
         _check_range(self.users, len(user_map), "user")
         _check_range(self.items, len(item_map), "item")
+        self.history = None if history is None else np.asarray(history, dtype=np.int64)
+        if self.history is not None and (self.history.ndim != 2 or len(self.history) != n):
+            raise InputError(f"history has shape {self.history.shape}, expected ({n}, L)")
 
     def __repr__(self) -> str:
         return (f"Events({self.name + ', ' if self.name else ''}{len(self)} events, "
@@ -153,7 +160,18 @@ class Events(PairData):
                       timestamps=None if self.timestamps is None else self.timestamps[index],
                       context=self.context.iloc[index], propensity=pick,
                       user_features=self.user_features, item_features=self.item_features,
+                      history=None if self.history is None else self.history[index],
                       name=self.name)
+
+    def with_history(self, length: int = 20) -> Events:
+        """These events with ``history``: each event's user's last ``length`` items before it
+        in time order (equal timestamps in row order; row order without timestamps)."""
+        from recforge.data.sequences import previous_items
+
+        length = Integer(1, MAX_COUNT).check("length", length)
+        out = self.subset(np.arange(len(self)))
+        out.history = previous_items(self, length, ties="file-order")
+        return out
 
     def split_by_time(self, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[Events, ...]:
         """Consecutive parts in time order (equal timestamps in row order): part ``k`` holds
@@ -189,14 +207,20 @@ def time_context(timestamps: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"hour": (ts // HOUR) % 24, "weekday": (ts // DAY + _EPOCH_WEEKDAY) % 7})
 
 
-def movielens_fields(year_bins: int = 10) -> list[Field]:
-    """The CTR features of `Events.from_movielens` on ML-100K/1M: user ``gender``,
-    ``occupation``, ``age_bucket``; item ``genres`` (multihot) and ``year`` (bucketised into
-    ``year_bins`` quantile bins); context ``hour`` and ``weekday`` (categorical)."""
-    return [Field("gender", "categorical"), Field("occupation", "categorical"),
-            Field("age_bucket", "categorical"), Field("genres", "multihot"),
-            Field("year", "bucketised", bins=year_bins), Field("hour", "categorical"),
-            Field("weekday", "categorical")]
+def movielens_fields(year_bins: int = 10, ids: bool = False,
+                     zip_prefix: int | None = None) -> list[Field]:
+    """The CTR features of `Events.from_movielens` on ML-100K/1M: with ``ids`` the ``user``
+    and ``item`` ids first; user ``gender``, ``occupation``, ``age_bucket`` and, with
+    ``zip_prefix``, the first ``zip_prefix`` characters of ``zip`` (the region); item
+    ``genres`` (multihot) and ``year`` (bucketised into ``year_bins`` quantile bins); context
+    ``hour`` and ``weekday`` (categorical)."""
+    fields = [Field("user", "categorical"), Field("item", "categorical")] if ids else []
+    fields += [Field("gender", "categorical"), Field("occupation", "categorical"),
+               Field("age_bucket", "categorical")]
+    if zip_prefix is not None:
+        fields.append(Field("zip", "categorical", prefix=zip_prefix))
+    return fields + [Field("genres", "multihot"), Field("year", "bucketised", bins=year_bins),
+                     Field("hour", "categorical"), Field("weekday", "categorical")]
 
 
 # ---------------------------------------------------------------------- helpers

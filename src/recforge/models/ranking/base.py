@@ -190,9 +190,16 @@ class ClickModel(TorchRecommender):
         return (events.labels[task] - self.label_mean_[k]) / self.label_std_[k]
 
     def _event_history(self, events: Events) -> np.ndarray | None:
-        if not self.history_length or events.timestamps is None:
+        """Each event's previous items: the events' own ``history`` (`Events.with_history`)
+        when they carry one, else computed within ``events`` (None without timestamps)."""
+        length = self.history_length
+        if not length:
             return None
-        return previous_items(events, self.history_length, ties="file-order")
+        if events.history is not None:
+            return _last_columns(events.history, length)
+        if events.timestamps is None:
+            return None
+        return previous_items(events, length, ties="file-order")
 
     def _epoch_examples(self, sampler: NegativeSampler, rng: np.random.Generator) -> Batch:
         run = self._training
@@ -248,17 +255,17 @@ class ClickModel(TorchRecommender):
     def predict_proba(self, events: Events) -> np.ndarray:
         """Per event: the probability of each binary task and the predicted value of each
         regression task, ``(n,)`` for one task else ``(n, T)``. Events index the training id
-        space (subsets of the same data); each event's history is the user's training history
-        followed by the user's earlier events in ``events``."""
+        space (subsets of the same data); each event's history is its ``history`` when the
+        events carry one, else the user's training history followed by the user's earlier
+        events in ``events``."""
         self.check_fitted()
         if events.n_users != self.n_users_ or events.n_items != self.n_items_:
             raise InputError(f"events over {events.n_users} users x {events.n_items} items, "
                              f"the model was trained on {self.n_users_} x {self.n_items_}")
-        history = None
-        if self.layout.history_length:
-            own = self._event_history(events)
-            history = _continue(self.recent_[events.users],
-                                own if own is not None else _empty(len(events), self.recent_))
+        history = self._event_history(events)
+        if self.layout.history_length and events.history is None:
+            own = _empty(len(events), self.recent_) if history is None else history
+            history = _continue(self.recent_[events.users], own)
         rows = self.inputs_.events(events, history)
         out = self._outputs(self._logits(rows))
         return out[:, 0] if out.shape[1] == 1 else out
@@ -349,6 +356,15 @@ def _recent_items(events: Events, length: int) -> np.ndarray:
     return last_window(events.users[order], events.items[order].astype(np.int64),
                        events.n_users, max(length, 1), -1)[:, -length:] if length else \
         np.zeros((events.n_users, 0), dtype=np.int64)
+
+
+def _last_columns(history: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` columns of a -1 padded history, padded on the left if narrower."""
+    out = np.full((len(history), length), -1, dtype=np.int64)
+    width = min(length, history.shape[1])
+    if width:
+        out[:, length - width:] = history[:, history.shape[1] - width:]
+    return out
 
 
 def _empty(n: int, like: np.ndarray) -> np.ndarray:
