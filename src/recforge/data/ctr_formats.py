@@ -34,21 +34,26 @@ Parsing is vectorised over blocks of the file (byte scans with NumPy, numbers by
 parser); only a block where something looks wrong is scanned line by line to name the
 first bad line.
 
-**Criteo TSV** (`read_criteo`, `criteo_frames`): no header, tab-separated ``label`` (0/1),
+**Criteo TSV** (`read_criteo`; `criteo_chunks` streams `Events` chunks, `criteo_to_parquet`
+a Parquet copy): no header, tab-separated ``label`` (0/1),
 ``I1..I13`` (integers, possibly negative or empty) and ``C1..C26`` (hashed categories as hex
 text, possibly empty). The numeric columns are transformed by ``numeric``:
 
 * ``log_squared`` (default; the Criteo competition winners' treatment that FuxiCTR/BARS
   benchmarks use): ``floor(ln(x) ** 2)`` for ``x > 2``, ``x`` otherwise, declared
-  ``categorical``;
+  ``categorical`` (every value kept: ``min_count`` 1);
 * ``log1p``: ``sign(x) * log1p(|x|)``, declared ``numeric`` (the codec standardises it);
 * ``bucketised``: the raw value, declared ``bucketised`` (quantile bins).
 
 The categorical columns (pandas ``category`` dtype) are declared ``categorical`` with
 ``min_count``, or ``hashed`` into ``hashed_buckets`` buckets when that is given (very large
-vocabularies). `ParquetEvents` streams `Events` chunks from a Parquet file (row groups in a
-seeded random order), so files far larger than memory can be trained on; its ``fields`` are
-the declarations stored in the file by `recforge.data.synthetic_ctr` (empty otherwise).
+vocabularies). A line with the wrong number of columns, a non-numeric ``I`` value or a label
+other than 0/1 raises `DataFormatError` naming the file, the line and the column.
+
+**Parquet**: `write_events_parquet` writes chunks of events as row groups (memory: one
+chunk) with the `Field` declarations in the schema metadata; `ParquetEvents` streams `Events`
+chunks back (row groups in a seeded random order), so files far larger than memory can be
+trained on; its ``fields`` are the stored declarations (empty for other files).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def write_criteo_like_parquet(path: str | Path, n_rows: int, *, chunk_rows: int 
     return write_events_parquet(path, frames, fields)
 
 
-def write_criteo_tsv(path: str | Path, n_rows: int, *, chunk_rows: int = 1_000_000,
+def write_criteo_tsv(path: str | Path, n_rows: int, *, chunk_rows: int = 1 << 18,
                      **params: Any) -> Path:
     """Stream ``n_rows`` raw rows to a header-less Criteo TSV (label, integer ``I*``, hex
     ``C*``, missing values empty); atomic."""
