@@ -45,14 +45,14 @@ def test_cin_shape_and_first_layer(sizes):
     assert cin.out_dim == sum(sizes[:-1]) - sum(hidden) + sizes[-1]
     assert out.shape == (batch, cin.out_dim)
     # first layer: X^1_h = sum_ij W_hij (x0_i * x0_j) + b_h; maps past the split are pooled
-    w = cin.convs[0].weight.reshape(sizes[0], fields, fields)
-    x1 = torch.einsum("hij,bid,bjd->bhd", w, x0, x0) + cin.convs[0].bias[:, None]
+    w = cin.layers[0].weight.reshape(sizes[0], fields, fields)
+    x1 = torch.einsum("hij,bid,bjd->bhd", w, x0, x0) + cin.layers[0].bias[:, None]
     first = sizes[0] - (sizes[0] // 2 if len(sizes) > 1 else 0)
     _close(out[:, :first], x1[:, sizes[0] - first:].sum(-1))
     if len(sizes) > 1:  # the second layer reads the first half of layer one's maps
-        w2 = cin.convs[1].weight.reshape(sizes[1], sizes[0] // 2, fields)
+        w2 = cin.layers[1].weight.reshape(sizes[1], sizes[0] // 2, fields)
         x2 = torch.einsum("hij,bid,bjd->bhd", w2, x1[:, :sizes[0] // 2], x0) \
-            + cin.convs[1].bias[:, None]
+            + cin.layers[1].bias[:, None]
         _close(out[:, first:], x2.sum(-1))
 
 

@@ -127,11 +127,12 @@ class CIN(nn.Module):
 
     def __init__(self, n_fields: int, layer_sizes: Sequence[int], split_half: bool = True):
         super().__init__()
-        self.convs = nn.ModuleList()
+        self.layers = nn.ModuleList()
         self.splits: list[tuple[int, int]] = []  # (maps to the next layer, maps to the output)
         prev = n_fields
         for k, size in enumerate(layer_sizes):
-            self.convs.append(nn.Conv1d(prev * n_fields, size, kernel_size=1))
+            # weight[h, i * n_fields + j] is W^{k,h}_{ij}
+            self.layers.append(nn.Linear(prev * n_fields, size))
             nxt = size // 2 if split_half and k < len(layer_sizes) - 1 else size
             direct = size - nxt if split_half and k < len(layer_sizes) - 1 else size
             self.splits.append((nxt, direct))
@@ -139,13 +140,16 @@ class CIN(nn.Module):
         self.out_dim = sum(direct for _, direct in self.splits)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
-        """``(B, F, d)`` field vectors -> ``(B, out_dim)`` pooled feature maps."""
+        """``(B, F, d)`` field vectors -> ``(B, out_dim)`` pooled feature maps. Computed with
+        the embedding dimension first, ``(B, d, maps)``, so that each layer is one matrix
+        product of the ``(B d, H F)`` outer products."""
         batch, _, dim = x0.shape
-        hidden, pooled = x0, []
-        for conv, (nxt, direct) in zip(self.convs, self.splits):
-            z = conv(torch.einsum("bhd,bmd->bhmd", hidden, x0).reshape(batch, -1, dim))
-            hidden = z[:, :nxt]  # the last layer (or no split): nxt = direct = every map
-            pooled.append(z[:, z.shape[1] - direct:].sum(-1))
+        hidden, pooled = x0.transpose(1, 2), []  # (B, d, F)
+        base = hidden.unsqueeze(-2)  # (B, d, 1, F)
+        for layer, (nxt, direct) in zip(self.layers, self.splits):
+            z = layer((hidden.unsqueeze(-1) * base).reshape(batch, dim, -1))  # (B, d, H_k)
+            hidden = z[..., :nxt]  # the last layer (or no split): nxt = direct = every map
+            pooled.append(z[..., z.shape[-1] - direct:].sum(1))
         return torch.cat(pooled, dim=1)
 
 
