@@ -527,6 +527,33 @@ _META_TYPES: dict[str, type] = {"model": str, "class": str, "params": dict, "sta
                                 "sparse": list}
 
 
+_MEMBER_KEY = re.compile(r"member(\d+)__(.+)")
+
+
+def members_state(members: list[Recommender]) -> dict[str, Any]:
+    """The learned state of a composite model's members, each key prefixed ``memberK__``
+    (``K`` the member's position), for the composite's `Recommender._state`."""
+    return {f"member{k}__{key}": value for k, member in enumerate(members)
+            for key, value in member._state().items()}
+
+
+def restore_members(members: list[Recommender],
+                    state: dict[str, Any]) -> dict[str, Any]:
+    """Give each of ``members`` its part of ``state`` (`members_state`); the rest (the
+    composite's own state) is returned."""
+    parts: list[dict[str, Any]] = [{} for _ in members]
+    own = {}
+    for key, value in state.items():
+        match = _MEMBER_KEY.fullmatch(key)
+        if match and int(match[1]) < len(members):
+            parts[int(match[1])][match[2]] = value
+        else:
+            own[key] = value
+    for member, part in zip(members, parts):
+        member._restore(part)
+    return own
+
+
 def is_model_folder(folder: Path) -> bool:
     """Whether ``folder`` is a model folder of the format before markers (a ``model.json``
     with a format version), which a new save may replace."""

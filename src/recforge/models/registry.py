@@ -62,6 +62,8 @@ BUILTIN: dict[str, str] = {
     "shared-bottom": "recforge.models.ranking.multitask:SharedBottom",
     "mmoe": "recforge.models.ranking.multitask:MMoE",
     "ple": "recforge.models.ranking.multitask:PLE",
+    # retrieve -> rank -> re-rank
+    "pipeline": "recforge.retrieval.pipeline:Pipeline",
 }
 
 #: old registry name -> new one (the old name fails with the new one in its message)

@@ -15,7 +15,7 @@ import numpy as np
 
 from recforge.data.interactions import Interactions
 from recforge.data.splits import random_split
-from recforge.models.base import Recommender
+from recforge.models.base import Recommender, members_state, restore_members
 from recforge.models.registry import (
     RENAMED,
     create_model,
@@ -41,7 +41,6 @@ from recforge.params import (
 #: models 0.8856, SVD++ + AutoRec 0.8881, AutoRec alone 0.9031 (AutoRec then at reg 300)
 DEFAULT_MEMBERS = ("baseline-only", "biased-mf", "biased-mf-als", "svdpp", "autorec",
                    "item-knn", "user-knn")
-_PREFIX = "member{}__"
 
 
 def _rating_model(name: str, value: Any) -> type[Recommender]:
@@ -183,20 +182,9 @@ class LinearBlend(Recommender):
         return scores
 
     def _state(self) -> dict[str, Any]:
-        state = super()._state()
-        for k, member in enumerate(self._members):
-            state.update({_PREFIX.format(k) + key: v for key, v in member._state().items()})
-        return state
+        return super()._state() | members_state(self._members)
 
     def _restore(self, state: dict[str, Any]) -> None:
         members = self._new_members()
-        parts: list[dict[str, Any]] = [{} for _ in members]
-        for key, value in state.items():
-            if key.startswith("member") and "__" in key:
-                index, name = key[len("member"):].split("__", 1)
-                parts[int(index)][name] = value
-            else:
-                setattr(self, key, value)
-        for member, part in zip(members, parts):
-            member._restore(part)
+        super()._restore(restore_members(members, state))
         self._members = members
