@@ -8,6 +8,7 @@ import json
 
 from rich.table import Table
 
+from recforge.cli import ctr_cmd
 from recforge.cli.common import (
     check_output_file,
     console,
@@ -36,6 +37,8 @@ from recforge.io import atomic_dir, atomic_path, json_written_by
 EVALUATE = "recforge evaluate"
 #: ``--ties``: how leave-last-out orders equal timestamps (`recforge.data.splits.TIE_RULES`)
 ties_option = option_type(TIES, str)
+#: ``--metrics`` of the interaction-data path
+DEFAULT_METRICS = "ndcg@10,hr@10,recall@10,precision@10"
 SPLIT_HELP = f"one of {', '.join((*ML100K_FOLDS, *SPLITTERS))}"
 
 
@@ -69,8 +72,11 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="a hyperparameter (repeatable)")
     evaluate.add_argument("--protocol", default="full", help="full (default), sampled-N, next-item or next-item-sampled-N")
-    evaluate.add_argument("--metrics", default="ndcg@10,hr@10,recall@10,precision@10")
+    evaluate.add_argument("--metrics", default=None,
+                          help=f"comma-separated (default {DEFAULT_METRICS}; CTR files: "
+                               "auc,logloss,gauc)")
     evaluate.add_argument("--json", default=None, help="write the result record here")
+    ctr_cmd.add_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
 
@@ -112,9 +118,12 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    ctr_cmd.check_ctr_options(args)
+    if args.format is not None:
+        return ctr_cmd.cmd_evaluate_ctr(args, EVALUATE)
     # validate everything cheap before loading data or training
     model = build_model(args.model, parse_params(args.param), args.seed)
-    metrics = parse_metrics(args.metrics)
+    metrics = parse_metrics(args.metrics or DEFAULT_METRICS)
     check_rating_metrics(model, metrics)
     make_protocol(args.protocol)
     if args.json:
