@@ -14,7 +14,7 @@ import torch
 
 from recforge.data.sampling import NegativeSampler
 from recforge.data.splits import leave_last_out
-from recforge.errors import ParameterError
+from recforge.errors import InputError, ParameterError
 from recforge.evaluation import early_stopping
 from recforge.models import GMF, DotMF, NeuMF
 from recforge.nn import TrainingConfig, lr_factor, resolve_device, resolve_precision
@@ -303,6 +303,18 @@ def test_streamed_epochs_are_deterministic_by_seed(loss: str) -> None:
     # other chunks, other epochs; the in-memory epoch (chunk_rows=None) is a third one
     assert not _same(_weights(a), _weights(fit(5, chunk_rows=41)))
     assert not _same(_weights(a), _weights(fit(5)))
+
+
+def test_a_model_with_its_own_epoch_refuses_chunk_rows() -> None:
+    class OwnEpoch(GMF):
+        def _epoch_examples(self, sampler: NegativeSampler, rng: np.random.Generator):
+            return super()._epoch_examples(sampler, rng)
+
+    assert GMF.streams_epochs and not OwnEpoch.streams_epochs
+    assert OwnEpoch(epochs=1, **TINY).fit(contract_data()).history_
+    with pytest.raises(InputError, match="^OwnEpoch builds its epoch in memory; chunk_rows "
+                                         "must be None, not 50$"):
+        OwnEpoch(chunk_rows=50, epochs=1, **TINY).fit(contract_data())
 
 
 def test_in_memory_epoch_is_the_chunk_builder_on_every_positive() -> None:

@@ -122,11 +122,17 @@ class TorchRecommender(IterativeRecommender):
 
     #: defaults of `TrainingConfig` fields that differ for this model
     training_defaults: ClassVar[dict[str, Any]] = {}
-    #: whether the epoch can be streamed in chunks of positives (``chunk_rows``)
+    #: whether the epoch can be streamed in chunks of positives (``chunk_rows``); False for a
+    #: subclass that overrides `_epoch_examples` unless it says otherwise
     streams_epochs: ClassVar[bool] = True
     param_rules = TRAINING_RULES
     module_: ScoringModule
     _training: _TrainingRun
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_epoch_examples" in vars(cls) and "streams_epochs" not in vars(cls):
+            cls.streams_epochs = False  # its own epoch is not the chunks' examples
 
     def __init__(self, **training: Any):
         values = {**dataclasses.asdict(TrainingConfig()), **self.training_defaults, **training}
