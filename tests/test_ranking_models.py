@@ -238,3 +238,24 @@ def test_new_model_parameters_are_checked():
     ]:
         with pytest.raises(ParameterError, match=match):
             create_model(name, **params)
+
+
+def test_streams_an_epoch_from_parquet(tmp_path):
+    from recforge.data.ctr_formats import ParquetEvents
+    from recforge.data.synthetic_ctr import write_criteo_like_parquet
+    from recforge.evaluation.classification import roc_auc
+
+    path = write_criteo_like_parquet(tmp_path / "clicks.parquet", 24_000, chunk_rows=4_000,
+                                     seed=3, n_numeric=3, n_categorical=6, n_pairs=5)
+    stream = ParquetEvents(path, ["label"], chunk_rows=4_000)
+    model = create_model("fm", epochs=3, threads=1, embedding_dim=4, learning_rate=0.01,
+                         codec_rows=8_000)
+    model.fit(stream)
+    assert [h["samples"] for h in model.history_] == [24_000] * 3
+    chunks = list(stream.chunks())
+    held_out = chunks[-1]
+    auc = roc_auc(held_out.label("label"), model.predict_proba(held_out))
+    assert auc > 0.65, auc
+    again = create_model("fm", epochs=3, threads=1, embedding_dim=4, learning_rate=0.01,
+                         codec_rows=8_000).fit(stream)
+    np.testing.assert_array_equal(again.predict_proba(held_out), model.predict_proba(held_out))

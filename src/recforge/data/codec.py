@@ -329,6 +329,33 @@ def _texts(values: Any, prefix: int | None = None) -> tuple[np.ndarray, np.ndarr
     return texts, missing
 
 
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, the distinct values): ``-1`` for a missing value. Hash-based, so
+    the text conversion and lookups run once per distinct value, not once per row (pandas
+    categoricals keep their categories)."""
+    if isinstance(values, pd.Categorical):  # only the categories that occur
+        codes, used = pd.factorize(values.codes, use_na_sentinel=False)
+        present = used >= 0
+        remap = np.where(present, np.cumsum(present) - 1, -1)
+        return remap[codes].astype(np.int64), np.asarray(values.categories[used[present]],
+                                                         dtype=object)
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object)
+                                  if np.asarray(values).dtype.kind in "OUS" else
+                                  np.asarray(values), use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _distinct_texts(values: Any, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-missing texts of ``values`` (cut to ``prefix``), sorted, and how
+    often each occurs."""
+    codes, uniques = _factorize(values)
+    texts, missing = _texts(uniques, prefix)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    distinct, inverse = np.unique(texts[~missing], return_inverse=True)
+    return distinct.astype(str), np.bincount(inverse.ravel(), weights=counts[~missing],
+                                             minlength=len(distinct)).astype(np.int64)
+
+
 def _tokens(values: Any, separator: str) -> tuple[np.ndarray, np.ndarray]:
     """(row of each token, token text) of label sets or sequences: ``(labels, CSR)`` pairs,
     strings joined by ``separator`` or lists; empty tokens and missing rows give none."""
@@ -391,8 +418,8 @@ def _fit_field(field: Field, values: Any) -> dict[str, Any]:
     if values is None:
         return {"vocabulary": np.array([], dtype=str)}
     if kind == "categorical":
-        texts, missing = _texts(values, field.prefix)
-        return {"vocabulary": _vocabulary(texts[~missing], field.min_count)}
+        texts, counts = _distinct_texts(values, field.prefix)
+        return {"vocabulary": texts[counts >= field.min_count]}
     return {"vocabulary": _vocabulary(_tokens(values, field.separator)[1], field.min_count)}
 
 
@@ -430,11 +457,14 @@ def _encode(field: Field, state: dict[str, Any], values: Any, n: int) -> Encoded
         numbers = _numbers(values)
         index = 1 + np.searchsorted(np.asarray(state["boundaries"]), numbers, side="right")
         return np.where(np.isnan(numbers), 0, index).astype(np.int64)
-    texts, missing = _texts(values, field.prefix)
+    codes, uniques = _factorize(values)
+    texts, missing = _texts(uniques, field.prefix)
     if kind == "hashed":
         hashed = pd.util.hash_array(texts.astype(object)) % np.uint64(field.buckets)
-        return np.where(missing, 0, hashed.astype(np.int64) + 1)
-    return np.where(missing, 0, _lookup(state["vocabulary"], texts))
+        table = np.where(missing, 0, hashed.astype(np.int64) + 1)
+    else:
+        table = np.where(missing, 0, _lookup(state["vocabulary"], texts))
+    return np.where(codes >= 0, table[np.maximum(codes, 0)], 0)
 
 
 def _encode_sequence(field: Field, vocab: np.ndarray, values: Any, n: int) -> np.ndarray:

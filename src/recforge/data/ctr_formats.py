@@ -65,14 +65,16 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recforge.data.codec import Field
-from recforge.data.events import Events
+from recforge.data.events import Events, concat_events
 from recforge.data.interactions import IdMap, external_ids
 from recforge.data.readers import DataFormatError, TextSource, coerce_columns, row_error
 from recforge.errors import InputError, ParameterError, UnknownNameError
@@ -691,6 +693,69 @@ class ParquetEvents:
 
     def __len__(self) -> int:
         return self.n_rows
+
+    #: what a model's `fit` reads of its training data (`PairData`): no explicit ratings
+    ratings = None
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+    @cached_property
+    def binary_csr(self) -> sp.csr_matrix:
+        """User x item 0/1 matrix of the file's (user, item) pairs (one pass over the ids)."""
+        users, items = [], []
+        for chunk in self._id_chunks():
+            users.append(chunk[0])
+            items.append(chunk[1])
+        users_all, items_all = np.concatenate(users), np.concatenate(items)
+        matrix = sp.csr_matrix((np.ones(len(users_all), np.float32), (users_all, items_all)),
+                               shape=(self.n_users, self.n_items))
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+
+    @cached_property
+    def user_counts(self) -> np.ndarray:
+        """Events per user (one pass over the ids)."""
+        return self._counts(0, self.n_users)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Events per item (one pass over the ids)."""
+        return self._counts(1, self.n_items)
+
+    def _counts(self, which: int, size: int) -> np.ndarray:
+        out = np.zeros(size, dtype=np.int64)
+        for chunk in self._id_chunks():
+            out += np.bincount(chunk[which], minlength=size)
+        return out
+
+    def _id_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(user, item) index arrays chunk by chunk (zeros without id columns)."""
+        if self.user is None and self.item is None:
+            yield (np.zeros(self.n_rows, np.int32), np.zeros(self.n_rows, np.int32))
+            return
+        columns = [c for c in (self.user, self.item) if c is not None]
+        for _, _, frame in self._frames(range(self._file.num_row_groups), columns):
+            yield tuple(np.zeros(len(frame), np.int32) if column is None else
+                        id_map.to_index(external_ids(frame[column].to_numpy())).astype(np.int32)
+                        for column, id_map in ((self.user, self.user_map),
+                                               (self.item, self.item_map)))
+
+    def head(self, rows: int) -> Events:
+        """The file's first ``rows`` events (whole chunks; at least one chunk)."""
+        parts, taken = [], 0
+        for chunk in self.chunks():
+            parts.append(chunk)
+            taken += len(chunk)
+            if taken >= rows:
+                break
+        return parts[0] if len(parts) == 1 else concat_events(parts)
 
     def __repr__(self) -> str:
         return f"ParquetEvents({str(self.path)!r}, {self.n_rows} events, labels={self.labels})"

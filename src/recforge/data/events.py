@@ -190,7 +190,7 @@ class Events(PairData):
         """Feature columns per event for `FeatureCodec`: the context columns, then the user
         and item side tables' columns taken at each event's user and item (multihot columns
         as ``(labels, CSR)``). A name in two of them raises `InputError`."""
-        out = {str(c): self.context[c].to_numpy() for c in self.context.columns}
+        out = {str(c): _values(self.context[c]) for c in self.context.columns}
         for table, rows in ((self.user_features, self.users), (self.item_features, self.items)):
             for name, values in _side_columns(table, rows).items():
                 if name in out:
@@ -198,6 +198,37 @@ class Events(PairData):
                                      "side table (or in both side tables)")
                 out[name] = values
         return out
+
+
+def concat_events(parts: Sequence[Events]) -> Events:
+    """``parts`` one after another (rows in order); they must share their id maps and have
+    the same labels and optional columns."""
+    if not parts:
+        raise InputError("no events to concatenate")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.user_map != first.user_map or part.item_map != first.item_map:
+            raise InputError("events to concatenate must share their user and item maps")
+        if list(part.labels) != list(first.labels):
+            raise InputError(f"events to concatenate have labels {list(part.labels)} and "
+                             f"{list(first.labels)}")
+
+    def joined(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        if all(v is None for v in values):
+            return None
+        if any(v is None for v in values):
+            raise InputError(f"some events to concatenate have {name}, others not")
+        return np.concatenate(values)
+
+    return Events(np.concatenate([p.users for p in parts]),
+                  np.concatenate([p.items for p in parts]), user_map=first.user_map,
+                  item_map=first.item_map,
+                  labels={k: np.concatenate([p.labels[k] for p in parts]) for k in first.labels},
+                  timestamps=joined("timestamps"), propensity=joined("propensity"),
+                  context=pd.concat([p.context for p in parts], ignore_index=True),
+                  history=joined("history"), user_features=first.user_features,
+                  item_features=first.item_features, name=first.name)
 
 
 # ---------------------------------------------------------------------- MovieLens
@@ -298,6 +329,12 @@ def _side_columns(table: SideTable | None, rows: np.ndarray) -> dict[str, Any]:
                                                    table.text) for k, v in kind.items()}
     out |= {k: (labels, matrix[rows]) for k, (labels, matrix) in table.multihot.items()}
     return out
+
+
+def _values(column: pd.Series) -> Any:
+    """A context column's values: a pandas Categorical stays one (the codec encodes each
+    category once), anything else a numpy array."""
+    return column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
 
 
 def _column(values: Any, dtype: Any, n: int, what: str) -> np.ndarray:

@@ -23,6 +23,7 @@ The members are fitted on the same training data (the retriever with ``valid`` w
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, ClassVar
 
@@ -38,7 +39,9 @@ from recforge.params import (
     SEED,
     Anything,
     Choice,
+    Mapping,
     Optional,
+    Real,
     Rule,
     parameter_error,
 )
@@ -72,10 +75,10 @@ class Pipeline(Recommender):
 
     trains_on: ClassVar[tuple[type, ...]] = (Interactions,)
     param_rules: ClassVar[dict[str, Rule]] = {
-        "retriever": ModelName(), "retriever_params": Optional(Anything()),
+        "retriever": ModelName(), "retriever_params": Optional(Mapping(Anything())),
         "candidates": CUTOFF, "ranker": Optional(ModelName()),
-        "ranker_params": Optional(Anything()), "reranker": Optional(Choice(*RERANKERS)),
-        "reranker_params": Optional(Anything()), "rerank_depth": CUTOFF,
+        "ranker_params": Optional(Mapping(Anything())),
+        "reranker": Optional(Choice(*RERANKERS)), "reranker_params": Optional(Mapping(Real())), "rerank_depth": CUTOFF,
         "similarity": Choice("vectors", "genres"), "seed": SEED,
     }
 
@@ -102,17 +105,22 @@ class Pipeline(Recommender):
         last = self.ranker if self.ranker is not None else self.retriever
         return get_model_class(last).cold_start
 
-    def _check_own_params(self) -> None:
-        """Also the members' parameters, by their own rules (kept in canonical form)."""
-        super()._check_own_params()
-        for role in ("retriever", "ranker"):
-            name, params = getattr(self, role), getattr(self, f"{role}_params")
-            if params is not None and name is not None:
-                if not isinstance(params, dict):
-                    raise parameter_error(f"{role}_params", "must be a table of "
-                                          f"{name} hyperparameters, got {params!r}")
-                setattr(self, f"{role}_params", get_model_class(name).validate_params(
-                    params, where=f"{role}_params."))
+    @classmethod
+    def validate_params(cls, params: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Also the members' parameters, by the rules of the members named (in ``params``,
+        else the defaults), in canonical form."""
+        out = super().validate_params(params, where)
+        defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items()}
+        return out | _member_params({**defaults, **out}, where, only=out)
+
+    def set_params(self, **params: Any) -> Pipeline:
+        """As `Recommender.set_params`, the members' parameters checked by their own rules."""
+        checked = super().validate_params(params)
+        canonical = _member_params({**self.get_params(), **checked}, "", only=checked)
+        super().set_params(**params)
+        for key, value in canonical.items():
+            setattr(self, key, value)
+        return self
 
     # ------------------------------------------------------------------ members
     def _members(self) -> list[Recommender]:
@@ -200,6 +208,19 @@ class Pipeline(Recommender):
         models = self._members()
         super()._restore(restore_members(models, state))
         self._models = models
+
+
+def _member_params(params: dict[str, Any], where: str,
+                   only: dict[str, Any]) -> dict[str, Any]:
+    """``retriever_params``/``ranker_params`` of ``params`` checked by the rules of the
+    members they name, in canonical form (those whose role or parameters are in ``only``)."""
+    out = {}
+    for role in ("retriever", "ranker"):
+        key = f"{role}_params"
+        name, values = params[role], params[key]
+        if values is not None and name is not None and (role in only or key in only):
+            out[key] = get_model_class(name).validate_params(values, where=f"{where}{key}.")
+    return out
 
 
 def _rank_scores(head: np.ndarray, first: np.ndarray) -> np.ndarray:

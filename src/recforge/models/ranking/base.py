@@ -14,6 +14,11 @@ A subclass builds a ``torch.nn.Module`` from the `InputLayout` (`_build_module`)
   `Interactions` instead (implicit feedback, e.g. leave-last-out), each training pair is a
   positive and ``negatives`` unobserved items per positive (``sampling``, redrawn each epoch)
   are negatives with the positive's context and history;
+* **streaming**: trained on a `recforge.data.ctr_formats.ParquetEvents`, each epoch reads the
+  file chunk by chunk (row groups in a seeded random order), so the data need not fit in
+  memory; the codec (vocabularies, means, bins) is fitted on the first ``codec_rows`` rows
+  (values first seen later are unknown, index 0; hashed fields learn nothing and lose
+  nothing), and the field declarations stored in the file are used unless ``fields`` is given;
 * **training**: the `TrainingConfig` parameters (Adam, batch size, schedules, clipping,
   device, threads, seed, checkpoints) through `TorchRecommender`; early stopping on
   validation `Events` by the mean ROC-AUC of the binary tasks (``patience`` epochs), the best
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recforge.data.codec import Field
+from recforge.data.ctr_formats import ParquetEvents
 from recforge.data.events import Events, time_context
 from recforge.data.interactions import Interactions
 from recforge.data.query import QueryBatch
@@ -47,7 +53,7 @@ from recforge.errors import InputError
 from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.ranking.inputs import FeatureInputs, InputLayout, default_fields
-from recforge.nn.batching import Batch
+from recforge.nn.batching import Batch, shuffled_batches
 from recforge.nn.device import threads_limit
 from recforge.nn.trainer import TRAINING_RULES
 from recforge.numerics import mann_whitney_auc
@@ -100,7 +106,7 @@ CLICK_RULES: dict[str, Rule] = {
     "task_weights": Optional(Sequence(Real(0), min_len=1)),
     "history_length": Integer(0, MAX_HISTORY),
     "history_pooling": Choice("mean", "attention"),
-    "score_rows": Integer(1, MAX_COUNT),
+    "score_rows": Integer(1, MAX_COUNT), "codec_rows": Integer(1, MAX_COUNT),
 }
 
 
@@ -108,7 +114,7 @@ class ClickModel(TorchRecommender):
     """Base of the click models (module docstring). Subclasses take their own parameters and
     pass the shared ones (`CLICK_RULES`) through ``**common``."""
 
-    trains_on: ClassVar[tuple[type, ...]] = (Events, Interactions)
+    trains_on: ClassVar[tuple[type, ...]] = (Events, Interactions, ParquetEvents)
     cold_start: ClassVar[str] = "features"
     param_rules: ClassVar[dict[str, Rule]] = CLICK_RULES
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "patience": 2,
@@ -118,6 +124,7 @@ class ClickModel(TorchRecommender):
         "embedding_dim": 16, "init_std": 1e-4, "layers": (256, 128), "dropout": 0.0,
         "batch_norm": False, "fields": None, "tasks": None, "task_weights": None,
         "history_length": 20, "history_pooling": "mean", "score_rows": 1 << 16,
+        "codec_rows": 1 << 20,
     }
     #: the shared click parameters this model uses (others are not its parameters)
     click_params: ClassVar[tuple[str, ...]] = tuple(click_defaults)
@@ -148,23 +155,47 @@ class ClickModel(TorchRecommender):
                              f"ValidationScore), not {type(valid).__name__}")
         super()._fit(train, valid)
 
-    def _init_training(self, train: Events | Interactions) -> None:
+    def _init_training(self, train: Events | Interactions | ParquetEvents) -> None:
         implicit = isinstance(train, Interactions)
-        events = _implicit_events(train) if implicit else train
+        stream = train if isinstance(train, ParquetEvents) else None
+        events = (_implicit_events(train) if implicit else
+                  train.head(self.codec_rows) if stream is not None else train)
         self.tasks_, self.task_kinds_ = self._tasks(events)
         self._label_scaling(events)
         fields = [Field(**spec) for spec in self.fields] if self.fields else \
-            default_fields(events)
+            (stream.fields if stream is not None and stream.fields else default_fields(events))
         self.inputs_ = FeatureInputs(fields, self.history_length).fit(events)
         self.layout_ = self.inputs_.layout.to_dict()
-        history = self._event_history(events)
         self.recent_ = _recent_items(events, self.history_length)
         super()._init_training(events)
+        run = self._training
+        run.stream = stream
+        run.implicit = None
+        if stream is None:
+            history = self._event_history(events)
+            run.examples = self._examples(events, history)
+            run.implicit = (events, history) if implicit else None
+
+    def _examples(self, events: Events, history: np.ndarray | None) -> Batch:
+        """The encoded inputs and scaled labels of ``events`` as tensors."""
         rows = self.inputs_.events(events, history)
         labels = np.stack([self._scaled(events, t) for t in self.tasks_], axis=1)
-        self._training.examples = {k: torch.from_numpy(v) for k, v in rows.items()}
-        self._training.examples["label"] = torch.from_numpy(labels.astype(np.float32))
-        self._training.implicit = (events, history) if implicit else None
+        examples = {k: torch.from_numpy(v) for k, v in rows.items()}
+        examples["label"] = torch.from_numpy(labels.astype(np.float32))
+        return examples
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        """In memory (`_epoch_examples`), or streamed chunk by chunk from a `ParquetEvents`:
+        its row groups in a seeded random order, each chunk encoded and shuffled on its own."""
+        run = self._training
+        if run.stream is None:
+            return super()._run_epoch(epoch)
+        trainer = run.trainer
+        batches = (batch for chunk in run.stream.chunks(run.rng)
+                   for batch in shuffled_batches(self._examples(chunk, self._event_history(chunk)),
+                                                 self.train_batch_size, trainer.generator,
+                                                 trainer.device))
+        return trainer.run_batches(epoch, batches, len(run.stream), self._batch_loss)
 
     def _tasks(self, events: Events) -> tuple[list[str], list[str]]:
         names = list(self.tasks) if self.tasks else [next(iter(events.labels))]

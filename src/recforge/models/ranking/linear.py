@@ -49,7 +49,7 @@ class LogisticRegression(ClickModel):
     """Logistic regression: a bias plus one weight per feature value (module docstring)."""
 
     click_params: ClassVar[tuple[str, ...]] = ("init_std", "fields", "tasks", "task_weights",
-                                               "history_length", "score_rows")
+                                               "history_length", "score_rows", "codec_rows")
 
     def __init__(self, **common: Any):
         super().__init__(**common)
@@ -65,7 +65,7 @@ class FactorizationMachine(ClickModel):
 
     click_params: ClassVar[tuple[str, ...]] = ("embedding_dim", "init_std", "fields", "tasks",
                                                "task_weights", "history_length",
-                                               "history_pooling", "score_rows")
+                                               "history_pooling", "score_rows", "codec_rows")
 
     def __init__(self, **common: Any):
         super().__init__(**common)
