@@ -169,3 +169,26 @@ def test_errors_are_one_line_exit_2(args: list[str], expected: str, tmp_path: Pa
 def test_ctr_options_need_a_format(capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", "--model", "ease", "--test", "x.libfm"]) == 2
     assert "--test applies to CTR files" in capsys.readouterr().err
+
+
+def test_evaluate_clicks_scores_the_label_asked_for() -> None:
+    from recforge.data.ctr_formats import anonymous_events
+    from recforge.evaluation.ctr import evaluate_clicks
+    from recforge.models.registry import create_model
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    x = rng.integers(0, 6, n)
+    # "click" is noise, "like" follows x: only scoring "like" gives a high AUC
+    events = anonymous_events({"click": rng.random(n) < 0.5, "like": x >= 3},
+                              pd.DataFrame({"x": x.astype(str)}), "two labels")
+    train, valid, test = random_parts(events, seed=0)
+    model = create_model("logistic-regression", epochs=3, learning_rate=0.05, threads=1,
+                         history_length=0)
+    result = evaluate_clicks(model, train, test, valid, metrics=["auc"], label="like")
+    assert result["label"] == "like" and model.tasks_ == ["like"]
+    assert result["metrics"]["auc"] > 0.95 and result["rows"] == len(test) == 120
+    with pytest.raises(InputError, match="is not a click model"):
+        evaluate_clicks(create_model("ease"), train, test)
+    with pytest.raises(UnknownNameError, match="no label 'clicks'"):
+        evaluate_clicks(create_model("logistic-regression"), train, test, label="clicks")
