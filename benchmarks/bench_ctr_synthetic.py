@@ -7,9 +7,10 @@ first part and stops early on the validation AUC; the test part is scored once p
 The ground-truth model's test AUC (``roc_auc(labels, true_probability)``) is the ceiling up
 to sampling noise; the bar is the best recforge model (by validation AUC) within 0.01 of it.
 
-Two references beside it: the ground truth with every categorical value seen fewer than
-``k`` times in training treated as missing (k = 1, 10, 100: what exact knowledge of the
-frequent values alone reaches), and with ``--sklearn`` scikit-learn's L2 logistic regression
+References beside it: the ground truth with every categorical value seen fewer than ``k``
+times in training treated as missing (k = 1, 10, 100: what exact knowledge of the frequent
+values alone reaches); its additive part alone (no pairwise interactions: the best an
+additive model such as logistic regression can reach); and with ``--sklearn`` scikit-learn's L2 logistic regression
 on the same columns one-hot encoded (C chosen on validation).
 
     .venv/bin/python benchmarks/bench_ctr_synthetic.py --rows 300000 --threads 1 \
@@ -41,11 +42,11 @@ METRICS = ("auc", "logloss", "calibration")
 BAR = 0.01
 
 
-def data_parts(rows: int, seed: int) -> tuple[tuple[Events, ...], tuple[np.ndarray, ...],
+def data_parts(rows: int, seed: int, world: dict[str, Any]) -> tuple[tuple[Events, ...], tuple[np.ndarray, ...],
                                               list[dict[str, Any]], list[np.ndarray]]:
     """The three parts, each part's true probabilities, the field declarations and each
     part's row positions."""
-    data, truth = make_criteo_like(rows, seed=seed)
+    data, truth = make_criteo_like(rows, seed=seed, **world)
     index = np.arange(len(truth))
     marked = data.events.subset(index)
     marked.labels["row"] = index.astype(np.float32)  # carries each row's position
@@ -56,10 +57,11 @@ def data_parts(rows: int, seed: int) -> tuple[tuple[Events, ...], tuple[np.ndarr
 
 
 def truth_without_rare(world: CriteoLikeWorld, frame: Any, train_rows: np.ndarray,
-                       min_count: int) -> np.ndarray:
+                       min_count: int, pairs: bool = True) -> np.ndarray:
     """The true probability of every row of ``frame`` with each categorical value seen fewer
     than ``min_count`` times in the training rows treated as missing (contributing nothing,
-    its prior mean): what a model that learned every frequent value exactly could reach."""
+    its prior mean): what a model that learned every frequent value exactly could reach.
+    Without ``pairs``, the additive part alone (the best an additive model can do)."""
     rows = len(frame)
     codes = np.stack([frame[c].cat.codes.to_numpy(np.int64)
                       for c in categorical_names(world.n_categorical)], axis=1)
@@ -75,23 +77,26 @@ def truth_without_rare(world: CriteoLikeWorld, frame: Any, train_rows: np.ndarra
         x = frame[name].to_numpy(np.float64)
         term = world.numeric_weights[i] * (np.log1p(x) - world.mu[i]) / world.spread[i]
         logits += np.where(np.isnan(x), 0.0, term)
-    for a, b in world.pairs.tolist():
+    for a, b in world.pairs.tolist() if pairs else []:
         dot = (world.embeddings[a][codes[:, a]] * world.embeddings[b][codes[:, b]]).sum(1)
         logits += np.where((codes[:, a] < 0) | (codes[:, b] < 0), 0.0, dot)
     return 1 / (1 + np.exp(-logits))
 
 
-def frequent_value_ceilings(rows: int, seed: int, positions: list[np.ndarray],
+def frequent_value_ceilings(rows: int, seed: int, generator: dict[str, Any],
+                            positions: list[np.ndarray],
                             min_counts: tuple[int, ...] = (1, 10, 100)) -> dict[str, float]:
     """Test AUC of `truth_without_rare` for each ``min_count`` (0 reproduces the truth)."""
-    world = CriteoLikeWorld(seed=seed)
+    world = CriteoLikeWorld(seed=seed, **generator)
     frame, truth = world.rows(0, rows)
     exact = truth_without_rare(world, frame, positions[0], 0)
     assert np.allclose(exact, truth), "the reconstruction must equal the ground truth"
     labels = frame["label"].to_numpy()[positions[2]]
-    return {f"min_count_{k}": roc_auc(labels, truth_without_rare(world, frame, positions[0],
-                                                                 k)[positions[2]])
-            for k in min_counts}
+    out = {f"min_count_{k}": roc_auc(labels, truth_without_rare(world, frame, positions[0],
+                                                                k)[positions[2]])
+           for k in min_counts}
+    additive = truth_without_rare(world, frame, positions[0], 0, pairs=False)
+    return out | {"additive_part_only": roc_auc(labels, additive[positions[2]])}
 
 
 def ground_truth(part: Events, truth: np.ndarray) -> dict[str, float]:
@@ -167,6 +172,9 @@ def main() -> None:
                         help="JSON: parameters for every model (e.g. a grid point)")
     parser.add_argument("--model-params", default="{}",
                         help='JSON: per-model parameters, e.g. {"fm": {"learning_rate": 0.003}}')
+    parser.add_argument("--generator", default="{}",
+                        help='JSON: generator parameters other than the defaults, e.g. '
+                             '{"vocab_max": 1000}')
     parser.add_argument("--sklearn", action="store_true",
                         help="also scikit-learn's logistic regression on one-hot columns")
     parser.add_argument("--json", type=Path, default=None)
@@ -177,12 +185,13 @@ def main() -> None:
         [m for m in args.models.split(",") if m not in ("", "none")]
     common, own = json.loads(args.params), json.loads(args.model_params)
     start = time.perf_counter()
-    parts, truths, fields, positions = data_parts(args.rows, args.seed)
+    generator = json.loads(args.generator)
+    parts, truths, fields, positions = data_parts(args.rows, args.seed, generator)
     print(f"data: {args.rows} rows in {time.perf_counter() - start:.1f} s; parts "
           f"{[len(p) for p in parts]}", flush=True)
     truth = {"valid": ground_truth(parts[1], truths[1]), "test": ground_truth(parts[2], truths[2])}
     truth["test_frequent_values_only_auc"] = frequent_value_ceilings(args.rows, args.seed,
-                                                                      positions)
+                                                                      generator, positions)
     print(json.dumps({"ground_truth": truth}), flush=True)
     runs = []
     for name in names:
@@ -199,7 +208,8 @@ def main() -> None:
         print(json.dumps(run), flush=True)
     ours = [r for r in runs if r["model"] in registered]  # the bar is for recforge models
     best = max(ours, key=lambda r: r["valid"]["auc"]) if ours else None
-    result = {"rows": args.rows, "seed": args.seed, "threads": args.threads,
+    result = {"rows": args.rows, "seed": args.seed, "generator": generator,
+              "threads": args.threads,
               "split": "random 80/10/10", "part_rows": [len(p) for p in parts],
               "positive_rate": {k: float(p.label("label").mean())
                                 for k, p in zip(("train", "valid", "test"), parts)},

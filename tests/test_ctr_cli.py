@@ -192,3 +192,23 @@ def test_evaluate_clicks_scores_the_label_asked_for() -> None:
         evaluate_clicks(create_model("ease"), train, test)
     with pytest.raises(UnknownNameError, match="no label 'clicks'"):
         evaluate_clicks(create_model("logistic-regression"), train, test, label="clicks")
+
+
+def test_events_files_share_one_id_space(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+
+    def log(n: int, users: int) -> pd.DataFrame:
+        frame = pd.DataFrame({"user": rng.integers(0, users, n), "item": rng.integers(0, 20, n),
+                              "device": rng.choice(["a", "b"], n)})
+        frame["clicked"] = ((frame["device"] == "a") ^ (rng.random(n) < 0.1)).astype(int)
+        return frame
+
+    log(800, 30).to_csv(tmp_path / "train.csv", index=False)
+    log(200, 40).to_csv(tmp_path / "test.csv", index=False)  # ten users only in the test file
+    record = run_json(["--dataset", str(tmp_path / "train.csv"), "--format", "events",
+                       "--label", "clicked", "--test", str(tmp_path / "test.csv"), "--model",
+                       "logistic-regression", "--param", "learning_rate=0.05"], tmp_path)
+    assert record["rows"] == {"train": 720, "valid": 80, "test": 200}
+    assert record["split"].startswith("test file; validation random")
+    assert record["gauc_users"] <= record["test_users"] <= 40
+    assert record["metrics"]["auc"] > 0.8
