@@ -200,7 +200,7 @@ def cmd_evaluate_ctr(args: argparse.Namespace, json_by: str) -> int:
         defaults = {"fields": [dataclasses.asdict(f) for f in fields], "history_length": 0}
     model.set_params(**{k: v for k, v in defaults.items() if k not in params})
     with phase(f"fitting and evaluating {args.model}"):
-        result = evaluate_clicks(model, *parts[:1], parts[2], parts[1], metrics=metrics,
+        result = evaluate_clicks(model, parts[0], parts[2], parts[1], metrics=metrics,
                                  label=args.label)
     record = {"model": model.name, "dataset": args.dataset, "format": args.format,
               "split": how, "seed": args.seed, "label": result["label"],
