@@ -43,23 +43,23 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from recforge.data.loading import load_dataset  # noqa: E402
-from recforge.data.splits import TIE_RULES, leave_last_out  # noqa: E402
-from recforge.data.synthetic import generate  # noqa: E402
-from recforge.evaluation import Evaluator  # noqa: E402
-from recforge.models import create_model  # noqa: E402
+from recforge.data.loading import load_dataset
+from recforge.data.splits import TIE_RULES, leave_last_out
+from recforge.data.synthetic import generate
+from recforge.evaluation import Evaluator
+from recforge.models import create_model
 
 RESULTS = Path(__file__).parent / "results"
 
