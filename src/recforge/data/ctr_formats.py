@@ -75,8 +75,14 @@ import scipy.sparse as sp
 
 from recforge.data.codec import Field
 from recforge.data.events import Events, concat_events
-from recforge.data.interactions import IdMap, external_ids
-from recforge.data.readers import DataFormatError, TextSource, coerce_columns, row_error
+from recforge.data.interactions import IdMap, IdSpace, external_ids
+from recforge.data.readers import (
+    DataFormatError,
+    TextSource,
+    coerce_columns,
+    open_parquet,
+    row_error,
+)
 from recforge.errors import InputError, ParameterError, UnknownNameError
 from recforge.params import MAX_COUNT, Choice, Integer, Optional, Text
 
@@ -656,7 +662,7 @@ def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 # ====================================================================== Parquet
-class ParquetEvents:
+class ParquetEvents(IdSpace):
     """`Events` chunks of a Parquet file (module docstring): ``label_columns`` as labels,
     optional ``user``/``item`` id columns (mapped by the id rule over the whole file; without
     them `single_id_map`), the other columns (or ``context``) as context."""
@@ -664,14 +670,9 @@ class ParquetEvents:
     def __init__(self, path: str | Path, label_columns: Sequence[str], *,
                  chunk_rows: int = 1 << 20, user: str | None = None, item: str | None = None,
                  context: Sequence[str] | None = None):
-        import pyarrow.parquet as pq
-
         self.path = Path(path)
         self.chunk_rows = COUNT.check("chunk_rows", chunk_rows)
-        try:
-            self._file = pq.ParquetFile(self.path)
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(self.path, None, f"not a readable Parquet file ({exc})") from None
+        self._file = open_parquet(self.path)
         names = self._file.schema_arrow.names
         self.labels = list(label_columns)
         if not self.labels:
@@ -696,14 +697,6 @@ class ParquetEvents:
 
     #: what a model's `fit` reads of its training data (`PairData`): no explicit ratings
     ratings = None
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     @cached_property
     def binary_csr(self) -> sp.csr_matrix:

@@ -456,3 +456,14 @@ def check_rating_scale(ratings: np.ndarray, rating_range: tuple[float, float] | 
         raise row_error(path, row, f"rating {ratings[row]:g} is outside the rating range "
                                    f"[{low:g}, {high:g}] ({int(outside.sum())} ratings outside)",
                         line_of_row)
+
+
+def open_parquet(path: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` for streamed reading; an unreadable file is a
+    `DataFormatError` naming it."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(path, None, f"not a readable Parquet file ({exc})") from None

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 from recforge.data.events import Events
 from recforge.data.interactions import IdMap, Interactions, PairData, external_ids
-from recforge.data.readers import DataFormatError
+from recforge.data.readers import DataFormatError, open_parquet
 from recforge.data.sampling import NegativeSampler
 from recforge.errors import UnknownNameError
 from recforge.params import MAX_COUNT, Integer
@@ -57,15 +57,10 @@ class ParquetInteractions(PairData):
 
     def __init__(self, path: str | Path, user: str = "user", item: str = "item",
                  chunk_rows: int = 1 << 20):
-        import pyarrow.parquet as pq
-
         self.path = Path(path)
         self.columns = (user, item)
         self.chunk_rows = COUNT.check("chunk_rows", chunk_rows)
-        try:
-            self._file = pq.ParquetFile(self.path)
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(self.path, None, f"not a readable Parquet file ({exc})") from None
+        self._file = open_parquet(self.path)
         names = self._file.schema_arrow.names
         for column in self.columns:
             if column not in names:
