@@ -190,7 +190,8 @@ def cmd_evaluate_ctr(args: argparse.Namespace, json_by: str) -> int:
     params = parse_params(args.param)
     model = build_model(args.model, params, args.seed)
     check_click_model(model)
-    metrics = check_click_metrics(args.metrics or ",".join(DEFAULT_METRICS))
+    metrics = check_click_metrics(",".join(DEFAULT_METRICS) if args.metrics is None
+                                  else args.metrics)
     if args.json:
         check_output_file(args.json, "--json")
     with phase(f"reading {args.dataset} ({args.format})"):

@@ -123,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return ctr_cmd.cmd_evaluate_ctr(args, EVALUATE)
     # validate everything cheap before loading data or training
     model = build_model(args.model, parse_params(args.param), args.seed)
-    metrics = parse_metrics(args.metrics or DEFAULT_METRICS)
+    metrics = parse_metrics(DEFAULT_METRICS if args.metrics is None else args.metrics)
     check_rating_metrics(model, metrics)
     make_protocol(args.protocol)
     if args.json:
