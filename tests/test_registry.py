@@ -28,12 +28,12 @@ def test_builtin_table_names_the_class_that_registers_under_that_name(name: str)
 
 
 def test_every_registered_builtin_is_in_the_table() -> None:
-    """A ``@register`` in recforge's own model modules needs its line in `BUILTIN` (else the
-    name would be unknown until something imported its module)."""
-    package = Path(recforge.models.__file__).parent
+    """A ``@register`` anywhere in recforge (model modules, the pipeline) needs its line in
+    `BUILTIN` (else the name would be unknown until something imported its module)."""
+    package = Path(recforge.__file__).parent
     decorated = {}
     for path in package.rglob("*.py"):
-        module = ".".join(path.relative_to(package.parents[1]).with_suffix("").parts)
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef):
                 for deco in node.decorator_list:

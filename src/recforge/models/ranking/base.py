@@ -49,7 +49,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.query import QueryBatch
 from recforge.data.sampling import NegativeSampler
 from recforge.data.sequences import previous_items
-from recforge.errors import InputError
+from recforge.errors import InputError, ParameterError
 from recforge.models.base import ValidationScore
 from recforge.models.neural.torch_base import TorchRecommender
 from recforge.models.ranking.inputs import FeatureInputs, InputLayout, default_fields
@@ -88,10 +88,17 @@ class FieldRule(Rule):
             value = dataclasses.asdict(value)
         if not isinstance(value, Mapping):
             raise parameter_error(name, f"must be {self.describe()}, got {value!r}")
+        known = {f.name for f in dataclasses.fields(Field)}
+        unknown = [key for key in value if key not in known]
+        if unknown:
+            raise parameter_error(name, f"unknown field option {unknown[0]!r}; valid: "
+                                        f"{', '.join(sorted(known))}")
+        if "name" not in value or "kind" not in value:
+            raise parameter_error(name, "a field needs a name and a kind")
         try:
             return dataclasses.asdict(Field(**value))
-        except TypeError as exc:
-            raise parameter_error(name, f"not a field declaration ({exc})") from None
+        except ParameterError as exc:
+            raise parameter_error(name, str(exc)) from None
 
 
 #: the parameters every click model shares (besides `TrainingConfig`'s)
