@@ -51,6 +51,8 @@ BUILTIN: dict[str, str] = {
     "neumf": "recforge.models.neural.ncf:NeuMF",
     # retrieval (PyTorch)
     "two-tower": "recforge.models.retrieval.two_tower:TwoTower",
+    # sequential (PyTorch)
+    "sasrec": "recforge.models.sequential.sasrec:SASRec",
     # ranking: click models over features (PyTorch)
     "logistic-regression": "recforge.models.ranking.linear:LogisticRegression",
     "fm": "recforge.models.ranking.linear:FactorizationMachine",
