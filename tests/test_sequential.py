@@ -22,6 +22,8 @@ from recforge.testing import ModelContract
 #: small, fast settings of each model (the contract's data has 40 items)
 SMALL: dict[str, dict[str, Any]] = {
     "sasrec": {"embedding_dim": 16, "history_length": 8, "epochs": 2, "train_batch_size": 32},
+    "gru4rec": {"embedding_dim": 16, "history_length": 8, "epochs": 2, "train_batch_size": 8},
+    "bert4rec": {"embedding_dim": 16, "history_length": 8, "epochs": 2, "train_batch_size": 32},
 }
 MODELS = list(SMALL)
 
@@ -31,9 +33,25 @@ class TestSASRec(ModelContract):
         return create_model("sasrec", seed=seed, **SMALL["sasrec"])
 
 
-class TestSASRecFullSoftmax(ModelContract):
+class TestSASRecPaperLoss(ModelContract):
     def make_model(self, seed: int = 0) -> Recommender:
-        return create_model("sasrec", seed=seed, loss="ce", **SMALL["sasrec"])
+        return create_model("sasrec", seed=seed, loss="bce", **SMALL["sasrec"])
+
+
+class TestGRU4Rec(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("gru4rec", seed=seed, **SMALL["gru4rec"])
+
+
+class TestGRU4RecBPRMax(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("gru4rec", seed=seed, loss="bpr-max", negatives=8,
+                            **SMALL["gru4rec"])
+
+
+class TestBERT4Rec(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("bert4rec", seed=seed, **SMALL["bert4rec"])
 
 
 # ---------------------------------------------------------------------- a learnable pattern
@@ -62,6 +80,13 @@ def chain_queries(starts: np.ndarray, length: int = 4) -> QueryBatch:
 LEARN: dict[str, dict[str, Any]] = {
     "sasrec": {"embedding_dim": 32, "history_length": 10, "epochs": 30, "loss": "ce",
                "train_batch_size": 64, "learning_rate": 0.005},
+    "gru4rec": {"embedding_dim": 32, "history_length": 10, "epochs": 10,
+                "train_batch_size": 32, "learning_rate": 0.01, "dropout": 0.0},
+    "gru4rec-top1-max": {"embedding_dim": 32, "history_length": 10, "epochs": 10,
+                         "loss": "top1-max", "negatives": 16, "train_batch_size": 32,
+                         "learning_rate": 0.01, "dropout": 0.0},
+    "bert4rec": {"embedding_dim": 32, "history_length": 10, "epochs": 60,
+                 "train_batch_size": 64, "learning_rate": 0.005, "dropout": 0.0},
 }
 
 
@@ -72,7 +97,8 @@ def chain() -> Interactions:
 
 @pytest.fixture(scope="module")
 def learned(chain: Interactions) -> dict[str, Recommender]:
-    return {name: create_model(name, **params).fit(chain) for name, params in LEARN.items()}
+    return {name: create_model(name.split("-")[0], **params).fit(chain)
+            for name, params in LEARN.items()}
 
 
 @pytest.mark.parametrize("name", list(LEARN))
@@ -150,6 +176,12 @@ def test_save_load_and_seeds_give_bit_identical_scores(tmp_path: Path, chain, na
     ("sasrec", {"loss": "bpr"}, "loss"),
     ("sasrec", {"dropout": 1.0}, "dropout"),
     ("sasrec", {"blocks": 0}, "blocks"),
+    ("gru4rec", {"loss": "bce"}, "loss"),
+    ("gru4rec", {"reg": -1.0}, "reg"),
+    ("gru4rec", {"negatives": 0}, "negatives"),
+    ("bert4rec", {"mask_probability": 1.0}, "mask_probability"),
+    ("bert4rec", {"heads": 5}, "heads"),
+    ("bert4rec", {"ties": "alphabetical"}, "ties"),
 ])
 def test_bad_values_are_refused_in_one_line_naming_the_parameter(name: str, params: dict,
                                                                  named: str) -> None:

@@ -53,6 +53,8 @@ BUILTIN: dict[str, str] = {
     "two-tower": "recforge.models.retrieval.two_tower:TwoTower",
     # sequential (PyTorch)
     "sasrec": "recforge.models.sequential.sasrec:SASRec",
+    "gru4rec": "recforge.models.sequential.gru4rec:GRU4Rec",
+    "bert4rec": "recforge.models.sequential.bert4rec:BERT4Rec",
     # ranking: click models over features (PyTorch)
     "logistic-regression": "recforge.models.ranking.linear:LogisticRegression",
     "fm": "recforge.models.ranking.linear:FactorizationMachine",

@@ -67,18 +67,35 @@ NO_TARGET = -1
 
 
 # ---------------------------------------------------------------------- windows
+def _cuts(seq: Sequences, spans: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, offsets)`` of the windows of ``length`` that cut each sequence's span of
+    ``spans[u]`` items (sequences of two or more items only) from its end: window ``w`` ends
+    ``offsets[w]`` items before its user's span ends."""
+    count = np.where(seq.lengths >= 2, -(-spans // length), 0)
+    users = np.repeat(np.arange(seq.n_users), count)
+    back = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return users, back * length
+
+
+def item_windows(seq: Sequences, length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, windows)``: every sequence of two or more items cut from its end into
+    windows of ``length`` items, oldest first, the first left-padded with ``pad``.
+    ``users[w]`` is window ``w``'s user."""
+    users, offsets = _cuts(seq, seq.lengths, length)
+    ends = seq.indptr[1:][users] - offsets
+    return users, windows(seq.items.astype(np.int64), ends, seq.indptr[:-1][users], length, pad)
+
+
 def causal_windows(seq: Sequences, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(users, inputs, targets)``: every sequence of two or more items cut from its end into
     windows of ``length`` inputs, each with the next item of every input as its target (left
     padding: input ``seq.n_items``, target `NO_TARGET`). ``users[w]`` is window ``w``'s user."""
-    starts, lengths = seq.indptr[:-1], seq.lengths
-    count = np.where(lengths >= 2, -(-(lengths - 1) // length), 0)
-    users = np.repeat(np.arange(seq.n_users), count)
-    back = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    ends = seq.indptr[1:][users] - 1 - back * length  # one past each window's last input
+    users, offsets = _cuts(seq, seq.lengths - 1, length)
+    ends = seq.indptr[1:][users] - 1 - offsets  # one past each window's last input
+    starts = seq.indptr[:-1][users]
     values = seq.items.astype(np.int64)
-    inputs = windows(values, ends, starts[users], length, seq.n_items)
-    targets = windows(values, ends + 1, starts[users] + 1, length, NO_TARGET)
+    inputs = windows(values, ends, starts, length, seq.n_items)
+    targets = windows(values, ends + 1, starts + 1, length, NO_TARGET)
     return users, inputs, targets
 
 

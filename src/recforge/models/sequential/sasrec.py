@@ -30,12 +30,9 @@ from recforge.models.sequential.base import (
     causal_windows,
     position_negatives,
 )
-from recforge.models.sequential.transformer import TransformerModule, check_heads
+from recforge.models.sequential.transformer import MAX_BLOCKS, TransformerModule, check_heads
 from recforge.nn.batching import Batch, as_batch
 from recforge.params import Integer, Rule
-
-#: most transformer blocks and attention heads
-MAX_BLOCKS = 64
 
 
 @register("sasrec")

@@ -11,6 +11,8 @@ from torch import nn
 from recforge.models.sequential.base import SequenceModule
 from recforge.params import parameter_error
 
+#: most transformer blocks and attention heads
+MAX_BLOCKS = 64
 #: additive attention mask of a forbidden key (finite: an all-padding row stays finite)
 _FORBIDDEN = -1e9
 
