@@ -10,16 +10,25 @@ TORCH_CPU_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 
 .PHONY: quickstart test install lint bench clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+# Two stamps: the base install (what `recforge quickstart` needs) and the extras that the tests
+# and benchmarks use on top of it. Byte-compiling is left to the first import (--no-compile):
+# compiling torch's and numba's sources up front costs more time than it saves on one run.
+PIP_INSTALL := $(PY) -m pip install -q --no-compile
+
+$(VENV)/.base-installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(if $(TORCH_CPU_WHEEL),$(PY) -m pip install -q "$(TORCH_CPU_WHEEL)",)
-	$(PY) -m pip install -q -e '.[dev,bench,ann,text,tune]'
+	$(if $(TORCH_CPU_WHEEL),$(PIP_INSTALL) "$(TORCH_CPU_WHEEL)",)
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base-installed
+	$(PIP_INSTALL) -e '.[dev,bench,ann,text,tune]'
 	touch $@
 
 install: $(VENV)/.installed
 
-quickstart: install
+quickstart: $(VENV)/.base-installed
 	$(VENV)/bin/recforge quickstart
 
 test: install

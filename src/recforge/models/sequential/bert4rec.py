@@ -64,14 +64,14 @@ class BERT4Rec(SequentialRecommender):
 
     def _check_own_params(self) -> None:
         super()._check_own_params()
-        check_heads(self.embedding_dim, self.heads)
+        check_heads(self)
 
     @property
     def mask_token(self) -> int:
         return self.n_items_ + 1
 
     def _build_module(self) -> TransformerModule:
-        check_heads(self.embedding_dim, self.heads)
+        check_heads(self)
         return TransformerModule(self.n_items_, self.embedding_dim, self.history_length,
                                  self.blocks, self.heads, self.dropout, causal=False,
                                  feedforward=4 * self.embedding_dim, activation="gelu",

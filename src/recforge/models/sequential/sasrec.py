@@ -60,10 +60,10 @@ class SASRec(SequentialRecommender):
 
     def _check_own_params(self) -> None:
         super()._check_own_params()
-        check_heads(self.embedding_dim, self.heads)
+        check_heads(self)
 
     def _build_module(self) -> TransformerModule:
-        check_heads(self.embedding_dim, self.heads)
+        check_heads(self)
         return TransformerModule(self.n_items_, self.embedding_dim, self.history_length,
                                  self.blocks, self.heads, self.dropout, causal=True,
                                  feedforward=self.embedding_dim, activation="relu")

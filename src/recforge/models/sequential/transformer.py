@@ -5,6 +5,9 @@ index) are never attended to; a padding row's own output is not used."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -58,7 +61,14 @@ class TransformerModule(SequenceModule):
         return mask.repeat_interleave(self.heads, dim=0)
 
 
-def check_heads(dim: int, heads: int) -> None:
-    """The attention heads split the embedding evenly (else a `ParameterError` on heads)."""
-    if dim % heads:
-        raise parameter_error("heads", f"must divide embedding_dim ({dim}), got {heads}")
+def check_heads(model: Any) -> None:
+    """The attention heads of ``model`` split its embedding evenly, else a `ParameterError`
+    naming the parameter that left its default (``heads`` when both did)."""
+    dim, heads = model.embedding_dim, model.heads
+    if not dim % heads:
+        return
+    default_heads = inspect.signature(type(model).__init__).parameters["heads"].default
+    if heads == default_heads:
+        raise parameter_error("embedding_dim",
+                              f"must be a multiple of heads ({heads}), got {dim}")
+    raise parameter_error("heads", f"must divide embedding_dim ({dim}), got {heads}")
