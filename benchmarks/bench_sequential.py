@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -54,10 +55,14 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-bce": ("sasrec", {"loss": "bce", "epochs": 100}),
     "sasrec-l200": ("sasrec", {"history_length": 200, "epochs": 60}),
     "sasrec-sampled": ("sasrec", {"loss": "sampled-softmax", "negatives": 256, "epochs": 100}),
+    "sasrec-lr3": ("sasrec", {"learning_rate": 0.003, "epochs": 60}),
+    "sasrec-lr3-dropout4": ("sasrec", {"learning_rate": 0.003, "epochs": 40, "dropout": 0.4}),
+    "sasrec-lr3-l200": ("sasrec", {"learning_rate": 0.003, "epochs": 40, "history_length": 200}),
     "gru4rec": ("gru4rec", {"epochs": 60}),
     "gru4rec-bpr-max": ("gru4rec", {"loss": "bpr-max", "epochs": 60}),
     "gru4rec-top1-max": ("gru4rec", {"loss": "top1-max", "epochs": 60}),
     "bert4rec": ("bert4rec", {"epochs": 200}),
+    "bert4rec-lr3": ("bert4rec", {"learning_rate": 0.003, "epochs": 60}),
 }
 
 
@@ -95,13 +100,19 @@ def fit_run(model: Recommender, train: Interactions, test: Interactions) -> dict
     return record | ranking(model, train, test)
 
 
-def benchmark(names: list[str], seeds: list[int], ties: str, threads: int) -> dict[str, Any]:
+def benchmark(names: list[str], seeds: list[int], ties: str, threads: int,
+              previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every model of ``names`` over ``seeds``; the models of ``previous`` (an earlier result
+    file of the same tie rule) that were not rerun are kept, each with its own machine."""
     split = leave_last_out(load_dataset("ml-100k"), ties=ties, seed=0)
     out: dict[str, Any] = {
         "machine": machine(), "ties": ties, "threads": threads,
         "protocol": f"leave-last-out (ties={ties!r}, seed 0; also the models' histories); "
                     "sampled-100 (evaluation seed 0, pessimistic) and full ranking",
         "models": {}}
+    if previous is not None and previous.get("ties") == ties:
+        for name, entry in previous["models"].items():
+            out["models"][name] = {"machine": previous["machine"], **entry}
     for name in names:
         runs = []
         for seed in seeds if name in SEEDED else seeds[:1]:
@@ -109,7 +120,8 @@ def benchmark(names: list[str], seeds: list[int], ties: str, threads: int) -> di
             runs.append({"seed": seed, **fit_run(model, split.train, split.test)})
             print(ties, name, runs[-1], flush=True)
         keys = [k for k in runs[0] if k.startswith(PROTOCOLS)]
-        out["models"][name] = {"params": model.get_params(), "runs": runs,
+        out["models"][name] = {"machine": out["machine"], "params": model.get_params(),
+                               "runs": runs,
                                "summary": {k: spread([r[k] for r in runs]) for k in keys}}
     return out
 
@@ -152,14 +164,17 @@ def main() -> None:
     parser.add_argument("--grid", nargs="+", choices=list(GRID), default=list(GRID))
     parser.add_argument("--every", type=int, default=5, help="epochs between curve points")
     parser.add_argument("--json", type=Path, help="results path (default benchmarks/results/)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the other models of an existing results file")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.tune:
         result = tune(args.grid, args.ties, args.every, args.threads)
         path = args.json or RESULTS / f"sequential_tuning_{args.ties}.json"
     else:
-        result = benchmark(args.models, args.seeds, args.ties, args.threads)
         path = args.json or RESULTS / f"sequential_ml-100k_{args.ties}.json"
+        previous = json.loads(path.read_text()) if args.keep and path.exists() else None
+        result = benchmark(args.models, args.seeds, args.ties, args.threads, previous)
     write_json(path, result)
     print(f"wrote {path}")
 

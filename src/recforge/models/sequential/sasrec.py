@@ -46,7 +46,7 @@ class SASRec(SequentialRecommender):
     (`recforge.models.sequential.base`). Training parameters: `recforge.nn.TrainingConfig`."""
 
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 60, "train_batch_size": 128, "learning_rate": 0.001, "negatives": 1}
+        "epochs": 30, "train_batch_size": 128, "learning_rate": 0.003, "negatives": 1}
     param_rules: ClassVar[dict[str, Rule]] = {
         "blocks": Integer(1, MAX_BLOCKS), "heads": Integer(1, MAX_BLOCKS)}
 
