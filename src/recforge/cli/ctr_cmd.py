@@ -12,6 +12,9 @@ gives them (half-open ranges; an empty stop means no upper bound).
 
 The model gets the file's field declarations (``fields``) and, for anonymous rows (libFM,
 Criteo), no history (``history_length=0``) unless ``--param`` sets them.
+
+The other choices of ``--format`` (``sequence``, ``sessions``, ``adjacency``:
+`recforge.data.seq_formats`) are interaction files, evaluated by `recforge.cli.evaluate_cmd`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from recforge.cli.common import check_output_file, console, metrics_table, parse
 from recforge.data.events import Events
 from recforge.data.interactions import IdMap
 from recforge.data.readers import parse_column_spec
+from recforge.data.seq_formats import FORMATS as INTERACTION_FORMATS
 from recforge.errors import InputError, UnknownNameError
 from recforge.evaluation.ctr import (
     CTR_METRICS,
@@ -46,19 +50,24 @@ FORMATS = ("libfm", "criteo", "events")
 #: the validation share of the training file when only ``--test`` is given
 VALID_SHARE = 0.1
 #: the options of the interaction-data path that a CTR file does not take
-_NOT_FOR_CTR = {"ties": "--ties", "rating_range": "--rating-range"}
+_NOT_FOR_CTR = {"ties": "--ties", "rating_range": "--rating-range",
+                "test_fraction": "--test-fraction"}
+#: the options only a CTR file takes
+_CTR_ONLY = ("label", "test", "valid", "fields")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The CTR options of ``recforge evaluate``."""
-    parser.add_argument("--format", default=None, choices=FORMATS,
+    parser.add_argument("--format", default=None, choices=(*FORMATS, *INTERACTION_FORMATS),
                         help="read --dataset as a CTR file: libfm, criteo (TSV) or events "
-                             "(CSV/Parquet with --label); metrics auc, logloss, gauc, "
-                             "calibration")
+                             "(CSV/Parquet with --label), metrics auc, logloss, gauc, "
+                             "calibration; or as interactions in a published format: "
+                             "sequence, sessions or adjacency (see below)")
     parser.add_argument("--label", default=None,
                         help="--format events: the 0/1 label column (required)")
     parser.add_argument("--test", default=None, metavar="FILE",
-                        help="a CTR file holding the published test part")
+                        help="the published test part, a file of --dataset's format, used as "
+                             "it is (no re-splitting)")
     parser.add_argument("--valid", default=None, metavar="FILE",
                         help="a CTR file holding the published validation part (with --test)")
     parser.add_argument("--fields", default=None, metavar="START:STOP,...",
@@ -66,18 +75,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_ctr_options(args: argparse.Namespace) -> None:
-    """Refuse CTR options without ``--format`` and interaction options with it."""
-    if args.format is None:
-        given = [f"--{name}" for name in ("label", "test", "valid", "fields")
-                 if getattr(args, name) is not None]
+    """Refuse CTR options without a CTR ``--format`` (``--test`` also takes an interaction
+    format) and interaction options with one."""
+    if args.format not in FORMATS:
+        given = [f"--{name}" for name in _CTR_ONLY if getattr(args, name) is not None
+                 and not (name == "test" and args.format in INTERACTION_FORMATS)]
+        if given and args.format is not None:
+            raise InputError(f"{given[0]} applies to CTR files (--format {', '.join(FORMATS)}), "
+                             f"not to --format {args.format}")
         if given:
-            raise InputError(f"{given[0]} applies to CTR files: add --format "
-                             f"{' or '.join(FORMATS)}")
+            test = given[0] == "--test"
+            also = f" and to --format {', '.join(INTERACTION_FORMATS)}" if test else ""
+            formats = (*FORMATS, *INTERACTION_FORMATS) if test else FORMATS
+            raise InputError(f"{given[0]} applies to CTR files{also}: add --format (one of "
+                             f"{', '.join(formats)})")
         return
     for name, option in _NOT_FOR_CTR.items():
         if getattr(args, name) is not None:
             raise InputError(f"{option} does not apply to --format {args.format}")
-    if args.split != "random" or args.protocol != "full":
+    if args.split is not None or args.protocol is not None:
         raise InputError(f"--split and --protocol do not apply to --format {args.format} (the "
                          "parts are --test/--valid files, a time split or a seeded random one)")
     if args.columns is not None and args.format != "events":

@@ -3,13 +3,14 @@
 Every splitter returns a `Split` whose ``train`` and ``test`` partition the interactions exactly
 and share the full id maps (`Interactions.subset`), so indices mean the same in both.
 
-* `random_split`: a global random share, or per user (``per_user=True``).
+* `random_split`: a global random share, or per user (``per_user=True``; as a named method,
+  `random_per_user_split`, LightGCN's split).
 * `temporal_split`: a global time cutoff; ``timestamp >= cutoff`` is test.
 * `leave_last_out` (alias `last_n_split`): each user's latest ``n`` interactions are test, in
   the time order of `order_by_time`, whose ``ties`` rule orders equal timestamps.
 * `user_holdout_split`: a random share of users is held out, optionally with some history.
 * `make_split`: the dispatcher used by the CLI (``random``, ``temporal``, ``leave-last-out``,
-  ``user-holdout``); `validation_split` / `Split.train_valid` carve a validation set from
+  ``user-holdout``, ``random-per-user``); `validation_split` / `Split.train_valid` carve a validation set from
   training data the same way.
 
 Rounding: a share ``f`` of ``n`` interactions is ``floor(f * n + 0.5)`` (half up).
@@ -206,11 +207,22 @@ def user_holdout_split(data: Interactions, test_users: float = 0.1,
                   {"test_users": test_users, "history_fraction": history_fraction})
 
 
+def random_per_user_split(data: Interactions, test_fraction: float = 0.2,
+                          seed: int = 0) -> Split:
+    """`random_split` with ``per_user=True`` as a method of its own, ``random-per-user``: each
+    user with ``n >= 2`` interactions puts ``clip(round(test_fraction * n), 1, n - 1)`` random
+    ones in test. With the default 0.2 it is the split of LightGCN (He et al. 2020), whose
+    protocol ranks every item a user has not trained on (Recall@20, NDCG@20)."""
+    split = random_split(data, test_fraction, seed, per_user=True)
+    return Split(split.train, split.test, "random-per-user", {"test_fraction": test_fraction})
+
+
 SPLITTERS: dict[str, Callable[..., Split]] = {
     "random": random_split,
     "temporal": temporal_split,
     "leave-last-out": leave_last_out,
     "user-holdout": user_holdout_split,
+    "random-per-user": random_per_user_split,
 }
 
 
