@@ -145,6 +145,8 @@ def test_detection_only_where_unambiguous(tmp_path: Path) -> None:
     ("sequence", "1,2\n1,,3\n", 2, "an empty field or mixed separators"),
     ("sequence", "1 2\n3 4,5\n", 2, "an empty field or mixed separators"),
     ("sequence", "1 2\n,\n", 2, "an empty field or mixed separators"),
+    ("sequence", "1 2\n1 3\x1f4\n", 2, "non-integer item id '3\\x1f4'"),
+    ("sessions", "1 2 3\n1 3 3\x1f4\n", 2, "non-numeric time '3\\x1f4'"),
     ("sessions", "1 2\n", 1, "expected 3 fields (session item time), found 2"),
     ("sessions", "SessionId ItemId Time\n1 2 3\n1 2 noon\n", 3, "non-numeric time 'noon'"),
     ("sessions", "1 2 3\n1 2 inf\n", 2, "non-numeric time 'inf'"),

@@ -213,9 +213,15 @@ def _column(tokens: _Tokens, which: np.ndarray) -> pd.Series:
         lengths = tokens.ends[which] - starts
         text = tokens.raw[ranges(starts, lengths + 1)]
         text[np.cumsum(lengths + 1) - 1] = _NEWLINE
-    return pd.read_csv(io.BytesIO(text.tobytes()), header=None, sep="\x1f", engine="c",
-                       quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[],
-                       skip_blank_lines=True, encoding="latin-1").iloc[:, 0]
+    try:
+        frame = pd.read_csv(io.BytesIO(text.tobytes()), header=None, sep="\x1f", engine="c",
+                            quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[],
+                            skip_blank_lines=True, encoding="latin-1")
+    except pd.errors.ParserError:
+        frame = None
+    if frame is None or frame.shape != (len(which), 1):  # a token holds "\x1f": as text
+        return pd.Series([tokens.text(int(t)) for t in which], dtype=object)
+    return frame.iloc[:, 0]
 
 
 def _check_width(tokens: _Tokens, names: tuple[str, ...], path: Path) -> None:
