@@ -176,7 +176,7 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
-def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
+def line_blocks(stream: IO[bytes]) -> Iterator[bytes]:
     """The stream in pieces of about `_BLOCK_BYTES`, each ending with a newline."""
     rest = b""
     while True:
@@ -196,7 +196,7 @@ def _parse_libfm(path: Path) -> _Entries:
     parts: list[_Entries] = []
     line, n_rows, colons = 1, 0, 0
     with TextSource(path, " ").open_binary() as stream:
-        for data in _blocks(stream):
+        for data in line_blocks(stream):
             block, colons = _parse_block(data, line, path, colons)
             block.rows += n_rows
             n_rows += len(block.labels)

@@ -37,9 +37,9 @@ from recforge.data.readers import (
     DataFormatError,
     Kind,
     TextSource,
-    _data_suffix,
     _read_parquet,
     coerce_columns,
+    data_suffix,
     read_table,
     row_error,
     sniff_separator,
@@ -117,7 +117,7 @@ class Events(PairData):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}")
         spec = _Spec(user, item, tuple(labels), timestamp, propensity, context)
-        if _data_suffix(path) in PARQUET_SUFFIXES:
+        if data_suffix(path) in PARQUET_SUFFIXES:
             frame, line_of_row = _read_parquet(path), None
         else:
             source = TextSource(path, sep or sniff_separator(path), header=True,

@@ -280,7 +280,7 @@ def _checks(col: pd.Series, numeric: pd.Series, kind: Kind, name: str) -> list[C
 
 def sniff_separator(path: str | Path) -> str:
     """The separator implied by the file extension (``.csv``, ``.tsv``, ``.dat``)."""
-    suffix = _data_suffix(Path(path))
+    suffix = data_suffix(Path(path))
     if suffix not in SEPARATORS:
         known = ", ".join(sorted(SEPARATORS))
         raise ValueError(f"{path}: cannot tell the separator from the extension {suffix!r} "
@@ -288,7 +288,7 @@ def sniff_separator(path: str | Path) -> str:
     return SEPARATORS[suffix]
 
 
-def _data_suffix(path: Path) -> str:
+def data_suffix(path: Path) -> str:
     """The extension that names the format, ignoring a compression suffix."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _OPENERS:
@@ -379,7 +379,7 @@ def read_interactions(
     if not path.is_file():
         what = "a folder, not a file" if path.is_dir() else "no such file"
         raise FileNotFoundError(f"{path}: {what}")
-    if _data_suffix(path) in PARQUET_SUFFIXES:
+    if data_suffix(path) in PARQUET_SUFFIXES:
         raw, line_of_row, by_name = _read_parquet(path), None, True
     else:
         source = TextSource(path, sep or sniff_separator(path), header=header, encoding=encoding)

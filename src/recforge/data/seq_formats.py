@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recforge.data.ctr_formats import _blocks
+from recforge.data.ctr_formats import line_blocks
 from recforge.data.interactions import IdMap, Interactions
-from recforge.data.readers import PARQUET_SUFFIXES, DataFormatError, TextSource, _data_suffix
+from recforge.data.readers import PARQUET_SUFFIXES, DataFormatError, TextSource, data_suffix
 from recforge.data.sampling import ranges
 from recforge.data.splits import Split
 from recforge.errors import UnknownNameError, did_you_mean
@@ -126,7 +126,7 @@ def _token_blocks(path: Path, header: Callable[[bytes], bool] | None = None
     says it is a header."""
     line = 1
     with TextSource(path, " ").open_binary() as stream:
-        for k, data in enumerate(_blocks(stream)):
+        for k, data in enumerate(line_blocks(stream)):
             if k == 0:
                 data = b" " * len(_BOM) + data[len(_BOM):] if data.startswith(_BOM) else data
                 end = data.find(b"\n")
@@ -401,7 +401,7 @@ def detect_format(path: str | Path) -> str | None:
     ``adjacency`` when every field is an id and the lines hold different numbers of them,
     ``sessions`` when the first line is a three-field header naming a session column."""
     path = Path(path)
-    if not path.is_file() or _data_suffix(path) in PARQUET_SUFFIXES:
+    if not path.is_file() or data_suffix(path) in PARQUET_SUFFIXES:
         return None
     try:
         with TextSource(path, " ").open_binary() as stream:

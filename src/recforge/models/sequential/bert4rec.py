@@ -48,7 +48,7 @@ class BERT4Rec(SequentialRecommender):
     Training parameters: `recforge.nn.TrainingConfig`."""
 
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 100, "train_batch_size": 128, "learning_rate": 0.001, "negatives": 1}
+        "epochs": 60, "train_batch_size": 128, "learning_rate": 0.003, "negatives": 1}
     param_rules: ClassVar[dict[str, Rule]] = {
         "blocks": Integer(1, MAX_BLOCKS), "heads": Integer(1, MAX_BLOCKS),
         "mask_probability": FRACTION}
