@@ -55,6 +55,8 @@ BUILTIN: dict[str, str] = {
     "sasrec": "recforge.models.sequential.sasrec:SASRec",
     "gru4rec": "recforge.models.sequential.gru4rec:GRU4Rec",
     "bert4rec": "recforge.models.sequential.bert4rec:BERT4Rec",
+    # graph (PyTorch)
+    "lightgcn": "recforge.models.graph.lightgcn:LightGCN",
     # ranking: click models over features (PyTorch)
     "logistic-regression": "recforge.models.ranking.linear:LogisticRegression",
     "fm": "recforge.models.ranking.linear:FactorizationMachine",
