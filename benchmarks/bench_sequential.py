@@ -59,8 +59,8 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-lr3-dropout4": ("sasrec", {"learning_rate": 0.003, "epochs": 40, "dropout": 0.4}),
     "sasrec-lr3-l200": ("sasrec", {"learning_rate": 0.003, "epochs": 40, "history_length": 200}),
     "gru4rec": ("gru4rec", {"epochs": 60}),
-    "gru4rec-bpr-max": ("gru4rec", {"loss": "bpr-max", "epochs": 60}),
-    "gru4rec-top1-max": ("gru4rec", {"loss": "top1-max", "epochs": 60}),
+    "gru4rec-bpr-max": ("gru4rec", {"loss": "bpr-max", "epochs": 16}),
+    "gru4rec-top1-max": ("gru4rec", {"loss": "top1-max", "epochs": 16}),
     "bert4rec": ("bert4rec", {"epochs": 200}),
     "bert4rec-lr3": ("bert4rec", {"learning_rate": 0.003, "epochs": 60}),
 }
