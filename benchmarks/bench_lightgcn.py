@@ -9,10 +9,14 @@ Recall@20 and NDCG@20, each run with its fit time; the summary gives mean, stand
 deviation, min and max over the seeds. One thread by default. Writes
 ``benchmarks/results/lightgcn_ml-100k.json``.
 
+LightGCN with 1 and 2 layers takes the ``reg`` its validation curves chose
+(`LAYER_SETTINGS`); with 3 layers the defaults.
+
 Tuning (``--tune``): validation curves on data carved from the training part only (the
 training part split again by the same per-user random 80/20, seed 0): each configuration of
 ``--grid`` is fitted once (seed 0) and scored every ``--every`` epochs; BPR and iALS with their
-defaults on the same validation split as references. Writes ``lightgcn_tuning.json``.
+defaults on the same validation split as references. Writes ``lightgcn_tuning.json`` (the
+committed one merges the runs of several invocations, ``--grid`` a few entries at a time).
 
 Speed (``--speed``): one epoch of the defaults over ``--rows`` implicit synthetic
 interactions (`recforge.data.synthetic.generate`, seed 0) on ``--threads`` threads (2 by
@@ -25,6 +29,10 @@ Usage::
     RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_lightgcn.py
     RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_lightgcn.py --tune
     .venv/bin/python benchmarks/bench_lightgcn.py --speed
+    .venv/bin/python benchmarks/bench_lightgcn.py --speed --threads 1 \
+        --json benchmarks/results/lightgcn_speed_cpu_1thread.json
+    .venv/bin/python benchmarks/bench_lightgcn.py --speed --batch 2048 \
+        --json benchmarks/results/lightgcn_speed_cpu_batch2048.json
 """
 
 from __future__ import annotations
@@ -49,18 +57,61 @@ METRICS = ("recall@20", "ndcg@20")
 MODELS = ("most-popular", "bpr", "ials", "lightgcn")
 SEEDED = ("bpr", "ials", "lightgcn")
 
-#: validation grid: name -> LightGCN parameters; each curve runs to its ``epochs``
+#: validation grid: name -> LightGCN parameters; each curve runs to its ``epochs``. The
+#: first entries sample every training interaction once per epoch (``uniform_users=False``,
+#: as RecBole does), the ``uu-`` ones users uniformly (the LightGCN authors' sampler)
+_EVERY = {"uniform_users": False}
+_BIG = {"train_batch_size": 8192}
 GRID: dict[str, dict[str, Any]] = {
-    "paper": {"learning_rate": 0.001, "train_batch_size": 2048, "epochs": 300},
-    "lr0.005": {"learning_rate": 0.005, "train_batch_size": 2048, "epochs": 150},
-    "lr0.005-b8192": {"learning_rate": 0.005, "train_batch_size": 8192, "epochs": 300},
-    "lr0.01-b8192": {"learning_rate": 0.01, "train_batch_size": 8192, "epochs": 200},
-    "lr0.02-b8192": {"learning_rate": 0.02, "train_batch_size": 8192, "epochs": 200},
-    "lr0.01-b8192-reg1e-3": {"learning_rate": 0.01, "train_batch_size": 8192, "reg": 1e-3,
+    "paper": {**_EVERY, "reg": 1e-4, "learning_rate": 0.001, "train_batch_size": 2048,
+              "epochs": 300},
+    "lr0.005": {**_EVERY, "reg": 1e-4, "learning_rate": 0.005, "train_batch_size": 2048,
+                "epochs": 150},
+    "lr0.005-b8192": {**_EVERY, **_BIG, "reg": 1e-4, "learning_rate": 0.005, "epochs": 300},
+    "lr0.01-b8192": {**_EVERY, **_BIG, "reg": 1e-4, "learning_rate": 0.01, "epochs": 200},
+    "lr0.02-b8192": {**_EVERY, **_BIG, "reg": 1e-4, "learning_rate": 0.02, "epochs": 200},
+    "lr0.01-b8192-reg1e-3": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 1e-3,
                              "epochs": 200},
-    "lr0.01-b8192-reg1e-5": {"learning_rate": 0.01, "train_batch_size": 8192, "reg": 1e-5,
+    "lr0.01-b8192-reg1e-5": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 1e-5,
                              "epochs": 200},
+    "lr0.01-b8192-reg3e-3": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 3e-3,
+                             "epochs": 400},
+    "lr0.01-b8192-reg1e-2": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 1e-2,
+                             "epochs": 400},
+    "lr0.02-b8192-reg3e-3": {**_EVERY, **_BIG, "learning_rate": 0.02, "reg": 3e-3,
+                             "epochs": 300},
+    "lr0.01-b8192-reg3e-3-d128": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 3e-3,
+                                  "embedding_dim": 128, "epochs": 300},
+    "lr0.01-b8192-reg1e-3-neg4": {**_EVERY, **_BIG, "learning_rate": 0.01, "reg": 1e-3,
+                                  "negatives": 4, "epochs": 150},
+    "uu-lr0.01-b8192-reg1e-3": {**_BIG, "learning_rate": 0.01, "reg": 1e-3, "epochs": 200},
+    "uu-lr0.01-b8192-reg1e-3-neg4": {**_BIG, "learning_rate": 0.01, "reg": 1e-3,
+                                     "negatives": 4, "epochs": 150},
+    "uu-lr0.01-b8192-reg1e-3-cosine": {**_BIG, "learning_rate": 0.01, "reg": 1e-3,
+                                       "schedule": "cosine", "epochs": 200},
+    "uu-lr0.01-b8192-reg1e-3-l1": {**_BIG, "learning_rate": 0.01, "reg": 1e-3, "layers": 1,
+                                   "epochs": 200},
+    "uu-lr0.01-b8192-reg1e-3-l2": {**_BIG, "learning_rate": 0.01, "reg": 1e-3, "layers": 2,
+                                   "epochs": 200},
+    "uu-lr0.01-b8192-reg1e-2-l1": {**_BIG, "learning_rate": 0.01, "reg": 1e-2, "layers": 1,
+                                   "epochs": 200},
+    "uu-lr0.01-b8192-reg3e-3-l1": {**_BIG, "learning_rate": 0.01, "reg": 3e-3, "layers": 1,
+                                   "epochs": 200},
+    "uu-lr0.01-b8192-reg3e-3-l2": {**_BIG, "learning_rate": 0.01, "reg": 3e-3, "layers": 2,
+                                   "epochs": 200},
+    "uu-lr0.01-b8192-reg1e-3-300": {**_BIG, "learning_rate": 0.01, "reg": 1e-3, "epochs": 300},
+    "uu-lr0.01-b8192-reg3e-3-300": {**_BIG, "learning_rate": 0.01, "reg": 3e-3, "epochs": 300},
+    "uu-lr0.01-b8192-reg3e-3-l2-300": {**_BIG, "learning_rate": 0.01, "reg": 3e-3, "layers": 2,
+                                       "epochs": 300},
+    "uu-lr0.01-b8192-reg1e-2-l1-300": {**_BIG, "learning_rate": 0.01, "reg": 1e-2, "layers": 1,
+                                       "epochs": 300},
 }
+
+
+#: LightGCN with fewer layers overfits sooner: the benchmark's ``layers=1`` and ``layers=2``
+#: runs take the ``reg`` their validation curves chose (``uu-...-reg1e-2-l1``,
+#: ``uu-...-reg3e-3-l2``); ``layers=3`` is the model's defaults
+LAYER_SETTINGS: dict[int, dict[str, Any]] = {1: {"reg": 1e-2}, 2: {"reg": 3e-3}}
 
 
 def split_ml100k() -> Any:
@@ -104,7 +155,8 @@ def benchmark(names: list[str], seeds: list[int], layers: list[int],
                     "items excluded; Recall@20, NDCG@20", "models": {}}
     configs = [(name, {}) for name in names if name != "lightgcn"]
     if "lightgcn" in names:
-        configs += [(f"lightgcn-{k}", {"layers": k}) for k in layers]
+        configs += [(f"lightgcn-{k}", {"layers": k, **LAYER_SETTINGS.get(k, {})})
+                    for k in layers]
     for label, params in configs:
         name = label.split("-")[0] if label.startswith("lightgcn") else label
         runs = []
@@ -147,11 +199,12 @@ def tune(names: list[str], every: int, threads: int) -> dict[str, Any]:
     return out
 
 
-def speed(rows: int, threads: int, device: str) -> dict[str, Any]:
+def speed(rows: int, threads: int, device: str, batch: int | None) -> dict[str, Any]:
     users = max(rows // 50, 1)
     data = generate(n_users=users, n_items=max(users // 2, 100), n_interactions=rows,
                     feedback="implicit", seed=0)
-    model = create_model("lightgcn", epochs=1, threads=threads, device=device)
+    extra = {} if batch is None else {"train_batch_size": batch}
+    model = create_model("lightgcn", epochs=1, threads=threads, device=device, **extra)
     model.fit(data)  # warm-up: numba's kernels compile (or load from the cache)
     wall = time.perf_counter()
     model.fit(data)
@@ -176,11 +229,13 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="one epoch on synthetic data")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, help="--speed: train_batch_size (default: the "
+                                                  "model's)")
     parser.add_argument("--json", type=Path, help="results path (default benchmarks/results/)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.speed:
-        result = speed(args.rows, args.threads or 2, args.device)
+        result = speed(args.rows, args.threads or 2, args.device, args.batch)
         path = args.json or RESULTS / f"lightgcn_speed_{args.device.split(':')[0]}.json"
     elif args.tune:
         result = tune(args.grid, args.every, args.threads or 1)

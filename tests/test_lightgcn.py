@@ -20,7 +20,7 @@ from recforge.data.synthetic import generate
 from recforge.errors import ParameterError
 from recforge.models import Recommender, create_model
 from recforge.models.graph.adjacency import Graph, layer_sums, normalized_adjacency, propagate
-from recforge.models.graph.lightgcn import MAX_LAYERS, LightGCN
+from recforge.models.graph.lightgcn import MAX_LAYERS, LightGCN, user_uniform_positives
 from recforge.retrieval import Retriever, make_index
 from recforge.testing import ModelContract, contract_data
 
@@ -35,7 +35,13 @@ class TestLightGCN(ModelContract):
 
 class TestLightGCNOneLayerLogLoss(ModelContract):
     def make_model(self, seed: int = 0) -> Recommender:
-        return create_model("lightgcn", seed=seed, layers=1, loss="bce", negatives=2, **SMALL)
+        return create_model("lightgcn", seed=seed, layers=1, loss="bce", negatives=2,
+                            uniform_users=False, **SMALL)
+
+
+class TestLightGCNStreamed(ModelContract):
+    def make_model(self, seed: int = 0) -> Recommender:
+        return create_model("lightgcn", seed=seed, chunk_rows=100, **SMALL)
 
 
 # ---------------------------------------------------------------------- the graph
@@ -110,6 +116,19 @@ def test_sparse_product_does_not_depend_on_the_thread_count() -> None:
     finally:
         torch.set_num_threads(previous)
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_user_uniform_positives_draw_users_uniformly() -> None:
+    data = contract_data()
+    csr = data.binary_csr
+    users, items = user_uniform_positives(csr.indptr.astype(np.int64),
+                                          csr.indices.astype(np.int64), 60_000,
+                                          np.random.default_rng(0))
+    assert (np.asarray(csr[users, items]).ravel() == 1).all()
+    counts = np.bincount(users, minlength=data.n_users)
+    active = data.user_counts > 0
+    assert not counts[~active].any()
+    assert np.abs(counts[active] / (60_000 / active.sum()) - 1).max() < 0.15
 
 
 # ---------------------------------------------------------------------- a planted pattern
@@ -279,6 +298,18 @@ def test_same_seed_same_model_other_seed_another() -> None:
         assert np.array_equal(value, arrays_of(second)[key]), key
     assert [h["loss"] for h in first.history_] == [h["loss"] for h in second.history_]
     assert not np.array_equal(first.propagated_items_, other.propagated_items_)
+
+
+def test_resuming_a_finished_checkpoint_gives_the_same_model(tmp_path: Path) -> None:
+    """Resumed with every epoch done, no epoch runs: the item side is propagated from the
+    checkpoint's weights."""
+    data = contract_data()
+    params = {**SMALL, "checkpoint_dir": str(tmp_path / "ckpt")}
+    straight = create_model("lightgcn", **params).fit(data)
+    resumed = create_model("lightgcn", resume=True, **params).fit(data)
+    for key, value in arrays_of(straight).items():
+        assert np.array_equal(value, arrays_of(resumed)[key]), key
+    assert np.array_equal(straight.score(np.arange(5)), resumed.score(np.arange(5)))
 
 
 # ---------------------------------------------------------------------- parameters
