@@ -190,6 +190,24 @@ def test_bad_values_are_refused_in_one_line_naming_the_parameter(name: str, para
     assert str(err.value).startswith(named) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(("name", "params", "named"), [
+    ("sasrec", {"heads": 3}, "heads"),
+    ("bert4rec", {"embedding_dim": 63}, "embedding_dim"),
+    ("bert4rec", {"embedding_dim": 48, "heads": 5}, "heads"),
+])
+def test_heads_and_width_are_checked_together_by_set_params(name: str, params: dict,
+                                                            named: str) -> None:
+    """A width the heads cannot split is refused by `set_params` as by the constructor,
+    naming the parameter that left its default, and nothing changes."""
+    model = create_model(name)
+    before = model.get_params()
+    with pytest.raises(ParameterError) as err:
+        model.set_params(**params)
+    assert str(err.value).startswith(named)
+    assert model.get_params() == before
+    assert model.set_params(embedding_dim=96, heads=3).get_params()["heads"] == 3
+
+
 # ---------------------------------------------------------------------- retrieval
 def test_sasrec_embeddings_serve_faiss_with_high_recall() -> None:
     require_module("faiss")

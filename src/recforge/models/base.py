@@ -40,7 +40,13 @@ import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions, PairData
 from recforge.data.query import QueryBatch, exclusion_matrix, mask_excluded
-from recforge.errors import CorruptFileError, InputError, TrainingDivergedError, did_you_mean
+from recforge.errors import (
+    CorruptFileError,
+    InputError,
+    ParameterError,
+    TrainingDivergedError,
+    did_you_mean,
+)
 from recforge.io import (
     MissingFileError,
     atomic_dir,
@@ -200,9 +206,17 @@ class Recommender:
 
     def set_params(self, **params: Any) -> Recommender:
         """Set hyperparameters, checked like the constructor's (`validate_params`): an unknown
-        name or a bad value raises `recforge.errors.ParameterError` and changes nothing."""
+        name or a bad value, alone or with the others (`_check_own_params`), raises
+        `recforge.errors.ParameterError` and changes nothing."""
+        before = self.get_params()
         for key, value in self.validate_params(params).items():
             setattr(self, key, value)
+        try:
+            self._check_own_params()
+        except ParameterError:
+            for key, value in before.items():
+                setattr(self, key, value)
+            raise
         return self
 
     def __repr__(self) -> str:
