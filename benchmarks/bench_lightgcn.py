@@ -38,12 +38,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_ncf import RESULTS, machine, spread
+from bench_ncf import RESULTS, machine, spread, timed_fit, validation_curve
 
 from recforge.data import Interactions
 from recforge.data.loading import load_dataset
@@ -133,17 +132,8 @@ def make(name: str, seed: int, threads: int, **params: Any) -> Recommender:
 
 
 def fit_run(model: Recommender, train: Interactions, test: Interactions) -> dict[str, Any]:
-    """Fit, timed (wall and CPU), and evaluate."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(train)
-    record: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - wall, 1),
-                              "fit_cpu_seconds": round(time.process_time() - cpu, 1),
-                              "load_average": [round(x, 2) for x in os.getloadavg()]}
-    history = getattr(model, "history_", None)
-    if history and "samples_per_second" in history[0]:
-        record["epochs"] = len(history)
-        record["epoch_seconds"] = round(sum(h["seconds"] for h in history) / len(history), 3)
-    return record | ranking(model, train, test)
+    """Fit, timed (`timed_fit`), and evaluate."""
+    return timed_fit(model, train) | ranking(model, train, test)
 
 
 def benchmark(names: list[str], seeds: list[int], layers: list[int],
@@ -180,22 +170,9 @@ def tune(names: list[str], every: int, threads: int) -> dict[str, Any]:
         print(name, out["references"][name], flush=True)
     for key in names:
         params = GRID[key]
-        records: list[dict[str, Any]] = []
-        start = time.perf_counter()
-
-        def score(model: Recommender, records: list = records, key: str = key,
-                  start: float = start) -> tuple[str, float]:
-            epoch = len(records) + 1
-            records.append({"epoch": epoch})
-            if epoch % every == 0:
-                records[-1] |= ranking(model, inner.train, inner.test)
-                records[-1]["seconds"] = round(time.perf_counter() - start, 1)
-                print(key, records[-1], flush=True)
-            return "epoch", -epoch  # never "improves": no early stop, the curve runs out
-
-        model = make("lightgcn", 0, threads, patience=10**6, **params)
-        model.fit(inner.train, valid=score)
-        out["runs"][key] = {"params": params, "curve": [r for r in records if len(r) > 1]}
+        curve = validation_curve(make("lightgcn", 0, threads, **params), inner.train, inner.test,
+                                 ranking, every, key)
+        out["runs"][key] = {"params": params, "curve": curve}
     return out
 
 

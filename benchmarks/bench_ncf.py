@@ -121,6 +121,45 @@ def spread(values: list[float]) -> dict[str, float]:
             "min": min(values), "max": max(values)}
 
 
+def timed_fit(model: Any, train: Interactions) -> dict[str, Any]:
+    """Fit ``model``: wall and CPU seconds, the load average after, and for models that
+    train by epochs their count, examples per second and mean epoch seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(train)
+    record: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - wall, 1),
+                              "fit_cpu_seconds": round(time.process_time() - cpu, 1),
+                              "load_average": [round(x, 2) for x in os.getloadavg()]}
+    history = getattr(model, "history_", None)
+    if history and "samples_per_second" in history[0]:
+        record["epochs"] = len(history)
+        record["examples_per_second"] = round(
+            sum(h["samples"] for h in history) / sum(h["seconds"] for h in history))
+        record["epoch_seconds"] = round(sum(h["seconds"] for h in history) / len(history), 2)
+    return record
+
+
+def validation_curve(model: Any, train: Interactions, test: Interactions,
+                     ranking: Callable[[Any, Interactions, Interactions], dict[str, float]],
+                     every: int, label: str) -> list[dict[str, Any]]:
+    """Fit ``model`` on ``train`` without early stopping, scoring it on ``test`` with
+    ``ranking`` every ``every`` epochs: the curve's points (epoch, metrics, seconds)."""
+    records: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    def score(fitted: Any) -> tuple[str, float]:
+        epoch = len(records) + 1
+        records.append({"epoch": epoch})
+        if epoch % every == 0:
+            records[-1] |= ranking(fitted, train, test)
+            records[-1]["seconds"] = round(time.perf_counter() - start, 1)
+            print(label, records[-1], flush=True)
+        return "epoch", -epoch  # never "improves": no early stop, the curve runs out
+
+    model.set_params(patience=10**6)
+    model.fit(train, valid=score)
+    return [r for r in records if len(r) > 1]
+
+
 def throughput(model: TorchRecommender) -> dict[str, list[float]]:
     """Training samples per second of every epoch, per training stage."""
     stages = {**getattr(model, "pretrain_history_", {}), model.name: model.history_}
