@@ -6,7 +6,8 @@ optimiser's hyperparameters, the numpy generator state, the model's parameters).
 written as one unit (`recforge.io.atomic_dir`): a crash mid-write leaves the previous
 checkpoint intact, and a folder recforge did not write is never replaced.
 `load_checkpoint` reads it with ``safetensors`` and ``json`` only, after checking the
-files' sums in the folder's marker.
+files' sums in the folder's marker. Under ``torchrun`` (`recforge.nn.distributed`) rank 0
+alone writes and every rank waits for it at a barrier.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from recforge.errors import CorruptFileError
 from recforge.io import MissingFileError, atomic_dir, first_line, has_metadata, read_metadata
+from recforge.nn.distributed import barrier, is_main
 
 CHECKPOINT_FORMAT = 2  # 2: the folder has a marker with its files' sums
 TENSORS_FILE = "tensors.safetensors"
@@ -32,13 +34,17 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor],
                     state: dict[str, Any]) -> Path:
     """Write ``tensors`` (moved to the CPU) and the JSON-able ``state`` to folder ``path`` as
     one unit: atomic, locked against a concurrent writer, and only over an absent or empty
-    folder or an earlier recforge checkpoint (else `recforge.errors.OutputExistsError`)."""
-    cpu = {key: value.detach().to("cpu").contiguous().clone() for key, value in tensors.items()}
-    with atomic_dir(path, "checkpoint", legacy=lambda folder: has_metadata(folder, STATE_FILE)) \
-            as tmp:
-        save_file(cpu, str(tmp / TENSORS_FILE))
-        payload = {"format_version": CHECKPOINT_FORMAT, **state}
-        (tmp / STATE_FILE).write_text(json.dumps(payload, indent=1))
+    folder or an earlier recforge checkpoint (else `recforge.errors.OutputExistsError`).
+    In a torchrun group only rank 0 writes; every rank returns once it has."""
+    if is_main():
+        cpu = {key: value.detach().to("cpu").contiguous().clone()
+               for key, value in tensors.items()}
+        with atomic_dir(path, "checkpoint",
+                        legacy=lambda folder: has_metadata(folder, STATE_FILE)) as tmp:
+            save_file(cpu, str(tmp / TENSORS_FILE))
+            payload = {"format_version": CHECKPOINT_FORMAT, **state}
+            (tmp / STATE_FILE).write_text(json.dumps(payload, indent=1))
+    barrier()
     return Path(path)
 
 

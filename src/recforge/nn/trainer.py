@@ -2,6 +2,9 @@
 every neural model shares, each a flat model parameter), `Trainer` (runs the mini-batch epochs
 of one ``torch.nn.Module``: shuffling, mixed precision, the optimiser step with clipping, the
 learning-rate schedule, its saved state) and `ScoringModule` (what a module offers for scoring).
+Under ``torchrun`` the step runs data-parallel (`recforge.nn.distributed`): DDP over each
+rank's shard of every mini-batch. Embeddings built with ``sparse=True`` get sparse gradients
+and their own optimiser (`make_optimizers`).
 The PyTorch model behind the recforge model API, `TorchRecommender`, is
 `recforge.models.neural.torch_base`.
 """
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recforge.errors import TrainingDivergedError
+from recforge.errors import InputError, TrainingDivergedError
 from recforge.nn.batching import (
     Batch,
     example_count,
@@ -36,6 +39,8 @@ from recforge.nn.device import (
     rng_devices,
     threads_limit,
 )
+from recforge.nn.distributed import current as current_shard
+from recforge.nn.distributed import data_parallel
 from recforge.nn.schedules import SCHEDULES, lr_factor
 from recforge.params import (
     BOOLEAN,
@@ -165,6 +170,34 @@ def make_optimizer(config: TrainingConfig, params: Any) -> torch.optim.Optimizer
     return torch.optim.SGD(params, momentum=config.momentum, **common)
 
 
+def sparse_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The weights of the embeddings built with ``sparse=True`` (their gradients are sparse:
+    only the rows a batch looks up)."""
+    return [m.weight for m in module.modules()
+            if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse]
+
+
+def make_optimizers(config: TrainingConfig, module: nn.Module
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """(the configured optimiser of the dense parameters, the optimiser of the sparse
+    embeddings or None): ``SparseAdam`` for ``adam``/``adamw`` (lazy Adam: the moments of the
+    rows a batch touches), plain ``SGD`` for ``sgd``. Sparse updates take no weight decay and
+    no momentum (a decay or momentum would touch every row each step), so those are refused."""
+    sparse = sparse_parameters(module)
+    if not sparse:
+        return make_optimizer(config, module.parameters()), None
+    for name in ("weight_decay", "momentum"):
+        if getattr(config, name):
+            raise InputError(f"{name} must be 0 with sparse embeddings (a sparse update "
+                             f"touches only the rows of the batch), got {getattr(config, name)}")
+    taken = {id(p) for p in sparse}
+    dense = [p for p in module.parameters() if id(p) not in taken]
+    sparse_opt: torch.optim.Optimizer = (
+        torch.optim.SGD(sparse, lr=config.learning_rate) if config.optimizer == "sgd"
+        else torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    return make_optimizer(config, dense), sparse_opt
+
+
 class Trainer:
     """Runs epochs of mini-batch training of one module: shuffling, mixed precision, the
     optimiser step with clipping, the learning-rate schedule; saves and restores all of it."""
@@ -175,9 +208,18 @@ class Trainer:
         self.device = device
         self.amp = resolve_precision(config.precision, device)
         self.forward = torch.compile(module) if config.compile else module
-        self.optimizer = make_optimizer(config, module.parameters())
+        self.optimizer, self.sparse_optimizer = make_optimizers(config, module)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp.scale_loss)
         self.generator = torch.Generator().manual_seed(config.seed)
+        #: this rank's place in a torchrun group and the DDP step (None: one process)
+        self.shard = current_shard()
+        self.parallel = None if self.shard is None else \
+            data_parallel(module, self.forward, device)
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers stepped together: the dense one, then the sparse one if any."""
+        return [self.optimizer] + ([self.sparse_optimizer] if self.sparse_optimizer else [])
 
     def run_epoch(self, epoch: int, examples: Batch, loss_fn: LossFn) -> dict[str, float]:
         """One pass over in-memory ``examples`` in a fresh random order; the mean loss and
@@ -196,8 +238,11 @@ class Trainer:
         # numba's OpenMP layer resets the shared OpenMP thread count (PyTorch's too) when it
         # runs a parallel kernel (sampling, top-k in validation): set it again every epoch
         with threads_limit(self.config.threads):
-            total, n = self._train_batches(epoch, batches, n_examples, loss_fn)
-            mean_loss = total.item() / max(n, 1)
+            total, n, local = self._train_batches(epoch, batches, n_examples, loss_fn)
+            mean_loss = total.item() / max(local, 1)
+            if self.shard is not None:  # the mean over every rank's examples
+                loss_sum, local_sum = self.shard.sum(total.item(), local)
+                mean_loss = loss_sum / max(local_sum, 1)
         seconds = time.perf_counter() - start
         if not math.isfinite(mean_loss):
             raise TrainingDivergedError(f"training diverged in epoch {epoch + 1} (loss "
@@ -205,52 +250,69 @@ class Trainer:
         return {"loss": mean_loss, "samples": n, "samples_per_second": round(n / seconds, 1)}
 
     def _train_batches(self, epoch: int, batches: Iterable[Batch], n_examples: int,
-                       loss_fn: LossFn) -> tuple[torch.Tensor, int]:
-        """One optimiser step per mini-batch; the summed loss (on the device, synced once)
-        and the number of examples."""
+                       loss_fn: LossFn) -> tuple[torch.Tensor, int, int]:
+        """One optimiser step per mini-batch (on this rank's shard of it under torchrun);
+        the summed loss of the examples this process ran (on the device, synced once), the
+        number of examples in the batches and the number this process ran."""
         steps = math.ceil(n_examples / self.config.train_batch_size)
         total = torch.zeros((), device=self.device)
-        n = 0
+        n = local = 0
         for step, batch in enumerate(batches):
             self._set_lr(epoch + step / steps)
+            n += example_count(batch)
+            if self.shard is not None:
+                batch = self.shard.take(batch)
             with self.amp.autocast(self.device):
-                loss = loss_fn(self.forward, batch)
+                loss = (loss_fn(self.forward, batch) if self.parallel is None
+                        else self.parallel(batch, loss_fn))
             self._step(loss)
             size = example_count(batch)
             total += loss.detach().float() * size
-            n += size
-        return total, n
+            local += size
+        return total, n, local
 
     def _set_lr(self, progress: float) -> None:
         c = self.config
         lr = c.learning_rate * lr_factor(c.schedule, progress, c.epochs, c.warmup_epochs,
                                          c.lr_step_epochs, c.lr_gamma)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def _step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
+            for optimizer in self.optimizers:
+                self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_norm)
-        self.scaler.step(self.optimizer)
+        for optimizer in self.optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able state) of the optimiser, loss scaler and random generators."""
         optim_tensors, optim_rest = split_optimizer_state(self.optimizer.state_dict())
         tensors = with_prefix("optim/", optim_tensors)
+        rest = {"optimizer": optim_rest, "scaler": self.scaler.state_dict()}
+        if self.sparse_optimizer is not None:
+            sparse_tensors, rest["sparse_optimizer"] = split_optimizer_state(
+                self.sparse_optimizer.state_dict())
+            tensors |= with_prefix("sparse_optim/", sparse_tensors)
         tensors["rng/shuffle"] = self.generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         for index in rng_devices(self.device):
             tensors[f"rng/cuda{index}"] = torch.cuda.get_rng_state(index)
-        return tensors, {"optimizer": optim_rest, "scaler": self.scaler.state_dict()}
+        return tensors, rest
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Restore what `state` saved."""
         self.optimizer.load_state_dict(
             join_optimizer_state(strip_prefix("optim/", tensors), state["optimizer"]))
+        if self.sparse_optimizer is not None:
+            self.sparse_optimizer.load_state_dict(join_optimizer_state(
+                strip_prefix("sparse_optim/", tensors), state["sparse_optimizer"]))
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(tensors["rng/shuffle"])
