@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from recforge.errors import InputError
@@ -16,7 +16,11 @@ from recforge.serving.events import Event, EventLog, stamp
 from recforge.serving.store.base import FeatureRules, FeatureStore, UserFeatures
 from recforge.serving.store.sqlite import SqliteFeatureStore
 
-__all__ = ["FeatureStore", "UserFeatures", "ingest", "open_store", "replay"]
+if TYPE_CHECKING:
+    from recforge.data.interactions import Interactions
+
+__all__ = ["FeatureStore", "UserFeatures", "genres_of", "ingest", "open_store", "read_genres",
+           "replay"]
 #: the default embedded store, beside the working folder
 DEFAULT_URL = "sqlite:///features.db"
 
@@ -73,6 +77,32 @@ def replay(log: EventLog, store: FeatureStore, batch: int = 1000) -> int:
             applied += store.apply([event for _, event in rows])
             after = rows[-1][0]
     return applied
+
+
+def genres_of(data: Interactions) -> dict[str, tuple[str, ...]]:
+    """Item id (as text) -> genres, from ``data``'s item side table (the multihot
+    ``genres`` column of the MovieLens loaders); empty when there is none."""
+    table = data.item_features
+    if table is None or "genres" not in table.multihot:
+        return {}
+    labels, matrix = table.multihot["genres"]
+    matrix = matrix.tocsr()
+    return {str(item): tuple(labels[j] for j in matrix.indices[matrix.indptr[i]:
+                                                             matrix.indptr[i + 1]])
+            for i, item in enumerate(table.ids.tolist())}
+
+
+def read_genres(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Item id -> genres from a JSON file holding one object ``{"item": ["genre", ...]}``."""
+    from recforge.io import read_json
+
+    table = read_json(Path(path))
+    if not isinstance(table, dict) or not all(
+            isinstance(genres, list) and all(isinstance(g, str) for g in genres)
+            for genres in table.values()):
+        raise InputError(f"{path}: expected a JSON object mapping each item id to a list of "
+                         "genre names")
+    return {str(item): tuple(genres) for item, genres in table.items()}
 
 
 def _same_file(a: Path, b: Path) -> bool:

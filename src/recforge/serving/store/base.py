@@ -154,6 +154,9 @@ class FeatureStore(ABC):
     """An online feature store (module docstring). Backends: `SqliteFeatureStore` (embedded
     default) and `RedisFeatureStore`; `recforge.serving.store.open_store` opens either."""
 
+    #: the URL the store was opened with (`recforge.serving.store.open_store`)
+    url: str
+
     def __init__(self, rules: FeatureRules) -> None:
         self.rules = rules
 

@@ -114,6 +114,7 @@ class RedisFeatureStore(FeatureStore):
         import redis
 
         super().__init__(rules)
+        self.url = url
         server_url, self.prefix = split_url(url)
         try:
             self._redis = redis.Redis.from_url(server_url, decode_responses=True)
@@ -125,7 +126,8 @@ class RedisFeatureStore(FeatureStore):
     def _check_settings(self) -> None:
         mine = json.dumps(self.rules.settings(), sort_keys=True)
         key = self.prefix + "settings"
-        self._redis.set(key, mine, nx=True)
+        #: whether this opening created the store (its prefix held no recforge settings)
+        self.created = bool(self._redis.set(key, mine, nx=True))
         theirs = self._redis.get(key)
         if theirs != mine:
             raise InputError(f"was built with settings {theirs}, not {mine} (rebuild it with "
@@ -174,11 +176,20 @@ class RedisFeatureStore(FeatureStore):
                 "popularity": {item: [float(s), float(refs[item])] for item, s in scores.items()},
                 "applied": int(applied)}
 
+    def _keys(self) -> list[str]:
+        return list(self._redis.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000))
+
+    def is_empty(self) -> bool:
+        """Whether the prefix holds nothing but this store's settings."""
+        return set(self._keys()) <= {self.prefix + "settings"}
+
     def clear(self) -> int:
-        """Delete every key under this store's prefix; returns how many."""
-        keys = list(self._redis.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000))
+        """Delete every key under this store's prefix (then write the settings again);
+        returns how many were deleted."""
+        keys = self._keys()
         for start in range(0, len(keys), 1000):
             self._redis.delete(*keys[start:start + 1000])
+        self._check_settings()
         return len(keys)
 
     def close(self) -> None:

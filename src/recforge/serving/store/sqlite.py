@@ -42,6 +42,7 @@ class SqliteFeatureStore(FeatureStore):
     def __init__(self, path: str | Path, rules: FeatureRules) -> None:
         super().__init__(rules)
         self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
         if self.path.is_dir() or not self.path.parent.is_dir():
             raise InputError(f"feature store {self.path}: not a file in an existing folder")
         try:
