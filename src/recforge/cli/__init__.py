@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("retrieval_cmd", "fit a model on a whole dataset and save it"),
     "recommend": ("retrieval_cmd", "top-k items for a user"),
     "similar": ("retrieval_cmd", "items similar to an item"),
+    "experiment": ("experiment_cmd", "analyse an A/B test; sample sizes"),
+    "features": ("features_cmd", "rebuild, show or consume the online feature store"),
 }
 
 
