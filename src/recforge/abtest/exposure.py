@@ -95,12 +95,16 @@ class ExposureLog:
     """An append-only exposure log in the SQLite file ``path`` (created when absent).
 
     One instance may be shared by threads (calls are serialised); each process opens its
-    own. ``timeout``: seconds to wait for another process's write."""
+    own. ``timeout``: seconds to wait for another process's write. ``readonly``: for
+    analysis: the file must exist and hold an exposure log, and nothing is written."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0,
+                 readonly: bool = False) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise InputError(f"exposure log {self.path}: is a folder, not a file")
+        if readonly and not self.path.is_file():
+            raise InputError(f"exposure log {self.path}: no such file")
         if not self.path.parent.is_dir():
             raise InputError(f"exposure log {self.path}: the folder {self.path.parent} does "
                              "not exist")
@@ -108,13 +112,28 @@ class ExposureLog:
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                    check_same_thread=False)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            if readonly:
+                self._db.execute("PRAGMA query_only=1")
+                self._check_table()
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise InputError(f"exposure log {self.path}: not a usable SQLite database "
                              f"({exc})") from None
+        except InputError:
+            self._db.close()
+            raise
+
+    def _check_table(self) -> None:
+        """`InputError` unless the database holds an exposure table (a read-only open never
+        adds one to someone else's database)."""
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = 'exposures'").fetchone()
+        if found is None:
+            raise InputError(f"exposure log {self.path}: the database holds no exposure log")
 
     def log(self, rows: Iterable[Exposure | Mapping[str, Any]]) -> int:
         """Append ``rows`` (`Exposure` objects or tables with its fields) in one transaction;
@@ -155,6 +174,13 @@ class ExposureLog:
         rows = self.rows(experiment)
         return pd.DataFrame([[getattr(r, c) for c in COLUMNS] for r in rows],
                             columns=list(COLUMNS))
+
+    def experiments(self) -> list[str]:
+        """The names of the experiments with logged exposures, sorted."""
+        with self._lock:
+            fetched = self._db.execute("SELECT DISTINCT experiment FROM exposures "
+                                       "ORDER BY experiment").fetchall()
+        return [name for (name,) in fetched]
 
     def __len__(self) -> int:
         with self._lock:
