@@ -17,6 +17,19 @@ the test part's rows over the wall time of one prediction pass.
 
     RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_ctr_deepctr.py \
         --threads 2 --repeats 3 --json benchmarks/results/bench_ctr_deepctr_ml-100k.json
+
+``--converge`` trains both libraries to convergence instead (the issue's reference protocol):
+up to ``--max-epochs`` epochs, early stopping on validation AUC with ``--patience`` epochs,
+the best epoch's weights restored, for each of ``--seeds``; DeepCTR-Torch with its own
+defaults otherwise (``init_std`` 1e-4 for embeddings and DNN weights, L2 1e-5 on the whole
+embedding and linear tables added to every batch's loss, DCN's L2 1e-5 on the cross
+weights), recforge with its defaults and the same embedding size, MLP, optimiser, batch size
+(and 2 cross layers for DCN). Reports test AUC, log loss and GAUC per seed and their mean and
+spread.
+
+    RECFORGE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bench_ctr_deepctr.py \
+        --converge --seeds 0,1,2 --threads 1 \
+        --json benchmarks/results/bench_ctr_deepctr_converge_ml-100k.json
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_ctr import LABEL, fields, split
+from bench_ctr import LABEL, fields, metrics, run_model, split, summary
 
 from recforge.evaluation.classification import roc_auc
 from recforge.experiments.rundir import write_json
@@ -84,16 +97,23 @@ def deepctr_inputs(parts: tuple) -> tuple[list[dict[str, np.ndarray]], list[Any]
     return out, columns
 
 
-def deepctr_run(name: str, parts: tuple, x: list, columns: list, epochs: int) -> dict[str, Any]:
+def deepctr_model(name: str, columns: list, seed: int, **params: Any) -> Any:
+    """DeepCTR-Torch's DeepFM or DCN (MLP 256-128, DCN with 2 cross layers; its defaults
+    otherwise, ``params`` overriding them), compiled with Adam 1e-3 and no training metrics."""
     from deepctr_torch.models import DCN, DeepFM
 
-    train, _, test = parts
     cls = DeepFM if name == "deepfm" else DCN
     extra = {"dnn_hidden_units": (256, 128)}
     if name == "dcn":
         extra["cross_num"] = 2
-    model = cls(columns, columns, task="binary", device="cpu", seed=0, **extra)
+    model = cls(columns, columns, task="binary", device="cpu", seed=seed, **extra, **params)
     model.compile("adam", "binary_crossentropy", metrics=[])
+    return model
+
+
+def deepctr_run(name: str, parts: tuple, x: list, columns: list, epochs: int) -> dict[str, Any]:
+    train, _, test = parts
+    model = deepctr_model(name, columns, 0)
     start = time.perf_counter()
     model.fit(x[0], train.label(LABEL), batch_size=1024, epochs=epochs, verbose=0)
     train_seconds = time.perf_counter() - start
@@ -105,17 +125,93 @@ def deepctr_run(name: str, parts: tuple, x: list, columns: list, epochs: int) ->
             "test_auc": roc_auc(test.label(LABEL), p)}
 
 
+def deepctr_converge(name: str, seed: int, parts: tuple, x: list, columns: list,
+                     max_epochs: int, patience: int,
+                     params: dict[str, Any]) -> dict[str, Any]:
+    """DeepCTR-Torch trained one epoch at a time (its optimiser state carries over), stopped
+    early on validation AUC, the best epoch's weights restored."""
+    import copy
+
+    train, valid, test = parts
+    model = deepctr_model(name, columns, seed, **params)
+    best, best_epoch, best_state, curve = -np.inf, 0, None, []
+    start = time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        model.fit(x[0], train.label(LABEL), batch_size=1024, epochs=1, verbose=0)
+        auc = roc_auc(valid.label(LABEL), model.predict(x[1], batch_size=1 << 14).ravel())
+        curve.append(round(auc, 5))
+        if auc > best:
+            best, best_epoch, best_state = auc, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    model.load_state_dict(best_state)
+    seconds = time.perf_counter() - start
+    return {"model": f"deepctr-{name}", "seed": seed, "params": params,
+            "best_epoch": best_epoch, "epochs_run": len(curve), "valid_auc_curve": curve,
+            "fit_seconds": round(seconds, 1),
+            "valid": metrics(valid, model.predict(x[1], batch_size=1 << 14).ravel()),
+            "test": metrics(test, model.predict(x[2], batch_size=1 << 14).ravel())}
+
+
+def converge(args: argparse.Namespace, parts: tuple, x: list, columns: list) -> dict[str, Any]:
+    """Both libraries to convergence (module docstring, ``--converge``), seed by seed."""
+    seeds = [int(s) for s in args.seeds.split(",")]
+    deepctr_params = json.loads(args.deepctr_params)
+    recforge_params = json.loads(args.recforge_params)
+    runs = []
+    for name in args.models.split(","):
+        extra = {"cross_layers": 2} if name == "dcn" else {}
+        for seed in seeds:
+            if "recforge" in args.libraries:
+                params = {**COMMON, **extra, "epochs": args.max_epochs,
+                          "patience": args.patience, **recforge_params}
+                runs.append(run_model(name, seed, parts, args.threads, params))
+                print(json.dumps({k: runs[-1][k] for k in ("model", "seed", "best_epoch",
+                                                            "test")}), flush=True)
+            if "deepctr-torch" in args.libraries:
+                torch.set_num_threads(args.threads)
+                runs.append(deepctr_converge(name, seed, parts, x, columns, args.max_epochs,
+                                             args.patience, deepctr_params))
+                print(json.dumps({k: runs[-1][k] for k in ("model", "seed", "best_epoch",
+                                                            "valid_auc_curve", "test")}),
+                      flush=True)
+    out = summary(runs)
+    print(json.dumps({m: {k: out[m][k] for k in ("valid_auc", "test_auc")} for m in out},
+                     indent=1))
+    return {"seeds": seeds, "max_epochs": args.max_epochs, "patience": args.patience,
+            "deepctr_params": deepctr_params, "recforge_params": recforge_params,
+            "summary": out, "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--converge", action="store_true",
+                        help="train to convergence with early stopping (module docstring)")
+    parser.add_argument("--models", default="deepfm,dcn")
+    parser.add_argument("--libraries", default="recforge,deepctr-torch")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--deepctr-params", default="{}",
+                        help="JSON: DeepCTR-Torch model arguments (e.g. l2_reg_embedding)")
+    parser.add_argument("--recforge-params", default="{}",
+                        help="JSON: extra recforge model parameters")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parts = split(args.data_dir)
     x, columns = deepctr_inputs(parts)
+    if args.converge:
+        record = {"benchmark": "bench_ctr_deepctr --converge", "dataset": "ml-100k",
+                  "threads": args.threads, "common": COMMON,
+                  "events": [len(p) for p in parts], **converge(args, parts, x, columns)}
+        if args.json:
+            write_json(args.json, record)
+        return
     results: dict[str, Any] = {}
     for name in ("deepfm", "dcn"):
         runs: dict[str, list] = {"recforge": [], "deepctr-torch": []}
