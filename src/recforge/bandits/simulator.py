@@ -259,7 +259,7 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
 def plot_curves(summaries: dict[str, dict[str, Any]], path: Path, what: str = "regret") -> Path:
     """Cumulative ``what`` (``regret`` or ``reward``) against rounds, one line per policy with
     a band of one standard deviation over seeds, written as a PNG."""
-    from recforge.report.figures import _figure, _save, palette
+    from recforge.report.figures import DPI, _figure, palette
 
     colours = palette(list(summaries))
     fig = _figure(7, 4.2)
@@ -274,4 +274,35 @@ def plot_curves(summaries: dict[str, dict[str, Any]], path: Path, what: str = "r
     ax.set_ylabel(f"cumulative {what}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, Path(path))
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
+    return Path(path)
+
+
+#: the policies `make_policy` builds for a simulation, by name
+SIMULATED_POLICIES = ("random", "epsilon-greedy", "decaying-epsilon-greedy", "ucb1", "thompson",
+                      "gaussian-thompson", "linucb", "lin-ts")
+CONTEXTUAL = ("linucb", "lin-ts")
+
+
+def make_policy(name: str, n_arms: int, dim: int, seed: int,
+                params: dict[str, Any] | None = None) -> Policy:
+    """A fresh policy for a simulation: ``name`` in `SIMULATED_POLICIES`, its
+    hyperparameters ``params`` (checked; the defaults otherwise). ``decaying-epsilon-greedy``
+    is `EpsilonGreedy` with ``epsilon=1`` and ``decay=n_arms`` unless given."""
+    from recforge.bandits import linear, policies
+    from recforge.errors import UnknownNameError, did_you_mean
+
+    params = dict(params or {})
+    classes: dict[str, Any] = {
+        "random": policies.RandomPolicy, "epsilon-greedy": policies.EpsilonGreedy,
+        "decaying-epsilon-greedy": policies.EpsilonGreedy, "ucb1": policies.UCB1,
+        "thompson": policies.BetaThompson, "gaussian-thompson": policies.GaussianThompson,
+        "linucb": linear.LinUCB, "lin-ts": linear.LinTS}
+    if name not in classes:
+        raise UnknownNameError(f"unknown policy {name!r}{did_you_mean(name, classes)}; valid: "
+                               f"{', '.join(SIMULATED_POLICIES)}")
+    if name == "decaying-epsilon-greedy":
+        params = {"epsilon": 1.0, "decay": float(n_arms), **params}
+    if name in CONTEXTUAL:
+        params["dim"] = dim
+    return classes[name](n_arms=n_arms, seed=seed, **params)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("retrieval_cmd", "fit a model on a whole dataset and save it"),
     "recommend": ("retrieval_cmd", "top-k items for a user"),
     "similar": ("retrieval_cmd", "items similar to an item"),
+    "simulate": ("simulate_cmd", "run bandit policies in a simulator built from a dataset"),
     "serve": ("serve_cmd", "run the HTTP recommendation service"),
     "experiment": ("experiment_cmd", "analyse an A/B test; sample sizes"),
     "features": ("features_cmd", "rebuild, show or consume the online feature store"),
