@@ -45,6 +45,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     consume.add_argument("--batch", type=int, default=500)
     consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after this long without a new entry")
+    consume.set_defaults(func=cmd_consume)
     for sub in (rebuild, show, consume):
         _add_settings(sub)
 
