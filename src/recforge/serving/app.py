@@ -170,13 +170,15 @@ class CatalogueItem(BaseModel):
 # ---------------------------------------------------------------------- the service
 class Service:
     """Everything one worker holds: registry, store, logs, assigner, auth, metrics and the
-    quality windows; built from a `ServeConfig`."""
+    quality windows; built from a `ServeConfig` (and the item side information of ``data``,
+    else of the configured dataset)."""
 
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, data: Any = None):
         self.config = config
         serve = config.serve
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        data = _load_dataset(serve["dataset"]) if serve["dataset"] else None
+        if data is None and serve["dataset"]:
+            data = _load_dataset(serve["dataset"])
         loader = served_model_loader(data=data, index_kind=serve["index"],
                                      index_settings=serve["index_settings"],
                                      ranker=serve["ranker"])
@@ -313,7 +315,7 @@ class Service:
             raise InputError("filters: genre filters need item genres ([serve] dataset)")
         if drop or only:
             labels = served.info.genre_labels
-            unknown = sorted(set(drop) | set(only) - set(labels))
+            unknown = sorted((set(drop) | set(only)) - set(labels))
             if unknown:
                 raise InputError(f"filters: unknown genre {unknown[0]!r}; known: "
                                  f"{', '.join(labels)}")
@@ -362,12 +364,11 @@ class Service:
     def ingest(self, payload: list[dict[str, Any]]) -> EventsResponse:
         events = parse_events(payload)
         start = time.perf_counter()
-        fresh = ingest(events, self.store, self.events)
+        accepted = ingest(events, self.store, self.events)
         self.metrics.store_latency.labels(op="apply").observe(time.perf_counter() - start)
         stamps = [e.timestamp for e in events if e.timestamp is not None]
         if stamps:
             self.metrics.event_lag.set(max(0.0, time.time() - max(stamps)))
-        accepted = sum(fresh)
         return EventsResponse(accepted=accepted, duplicates=len(events) - accepted)
 
     def models(self) -> ModelsResponse:
@@ -427,9 +428,10 @@ def _item_genres(data: Any) -> dict[str, list[str]] | None:
 
 
 # ---------------------------------------------------------------------- the app
-def create_app(config: ServeConfig) -> FastAPI:
-    """The FastAPI app serving ``config`` (module docstring)."""
-    service = Service(config)
+def create_app(config: ServeConfig, data: Any = None) -> FastAPI:
+    """The FastAPI app serving ``config`` (module docstring); ``data`` (an `Interactions`
+    with item features) gives the items' genres and years instead of ``[serve] dataset``."""
+    service = Service(config, data)
     app = FastAPI(title="recforge", version=_version(),
                   description="Recommendations, similar items, events and model versions.")
     app.state.service = service
@@ -553,8 +555,8 @@ def _install_handlers(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        fields = [".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        errors = _field_errors(exc.errors())
+        fields = [".".join(str(p) for p in e.get("loc", ()) if not _is_tag(p)) or "body"
                   for e in errors]
         detail = [{"field": f, "message": e.get("msg", "")} for f, e in zip(fields, errors)]
         message = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
@@ -591,6 +593,20 @@ def _install_handlers(app: FastAPI, service: Service) -> None:
             name = getattr(route, "path", "unmatched")
             service.metrics.requests.labels(route=name, status=str(status)).inc()
             service.metrics.latency.labels(route=name).observe(time.perf_counter() - start)
+
+
+def _is_tag(part: Any) -> bool:
+    """Whether a part of an error's location is not a field: the body itself, or the branch
+    of a union (``EventIn``, ``list[EventIn]``)."""
+    return part == "body" or (isinstance(part, str) and (part[:1].isupper() or "[" in part))
+
+
+def _field_errors(errors: Any) -> list[dict[str, Any]]:
+    """The errors worth reporting: for a body matching no branch of a union, the errors
+    inside the branch of the body's own shape (an object's fields), not "not a list"."""
+    shaped = [e for e in errors if e.get("type") not in ("list_type", "model_type",
+                                                         "model_attributes_type")]
+    return shaped or list(errors)
 
 
 def _version() -> str:
