@@ -279,6 +279,14 @@ def top_k_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator) -> n
     at random (``(n, k)``). NaN scores rank last."""
     n, m = scores.shape
     scores = np.where(np.isnan(scores), -np.inf, scores)
+    if k == 1:
+        best = scores.argmax(axis=1)[:, None]
+        tied = (scores == np.take_along_axis(scores, best, axis=1)).sum(axis=1) > 1
+        if tied.any():  # choose among the tied best uniformly
+            top = scores[tied] == scores[tied].max(axis=1, keepdims=True)
+            keys = np.where(top, rng.random(top.shape), -1.0)
+            best[tied, 0] = keys.argmax(axis=1)
+        return best
     if k < m:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:

@@ -10,8 +10,8 @@ distinct and their rank-one updates run as one vectorised step; the result equal
 sequential updates exactly.
 
 Scores of a batch of rounds over every arm are two matrix products: ``X theta^T`` and
-``x^T A_a^{-1} x`` through ``X [A_1^{-1} ... A_K^{-1}]`` (one ``(n, d) x (d, K d)``
-product); a round with a few candidates gathers their matrices instead.
+``x^T A_a^{-1} x = vec(x x^T) . vec(A_a^{-1})`` (one ``(n, d^2) x (d^2, K)`` product over
+the arms' matrices in place); a round with a few candidates gathers their matrices instead.
 
 A new arm starts at ``A = reg I, b = 0``: the widest confidence width a context can have,
 so LinUCB tries it soon (its optimistic prior), and LinTS samples it widely.
@@ -60,6 +60,16 @@ def waves(arms: np.ndarray) -> list[np.ndarray]:
     return [order[by_wave[lo:hi]] for lo, hi in itertools.pairwise(bounds)]
 
 
+def every_arm(candidates: np.ndarray, n_arms: int) -> bool:
+    """Whether each row of ``candidates`` is ``0, 1, ..., n_arms - 1`` (the broadcast of
+    `Policy.check_candidates` for None is recognised without a comparison)."""
+    if candidates.shape[1] != n_arms:
+        return False
+    if candidates.strides[0] == 0:
+        return bool((candidates[0] == np.arange(n_arms)).all())
+    return bool((candidates == np.arange(n_arms)).all())
+
+
 def observed(contexts: np.ndarray, acts: np.ndarray, rews: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (context row, arm, reward) triples of the observed slots, round by round."""
@@ -106,11 +116,12 @@ class LinearPolicy(Policy):
         x = check_contexts(contexts, self.dim)
         n, m = candidates.shape
         if m >= _GATHER_SHARE * self.n_arms:
+            upper = np.triu_indices(self.dim)
+            outer = x[:, upper[0]] * x[:, upper[1]]
+            outer[:, upper[0] != upper[1]] *= 2  # A^{-1} is symmetric: the upper triangle
             mean = x @ self.theta_.T
-            flat = self.A_inv_.transpose(1, 0, 2).reshape(self.dim, -1)
-            proj = (x @ flat).reshape(n, self.n_arms, self.dim)
-            var = np.einsum("nad,nd->na", proj, x)
-            if not (m == self.n_arms and (candidates == np.arange(m)).all()):
+            var = outer @ self.A_inv_[:, upper[0], upper[1]].T
+            if not every_arm(candidates, self.n_arms):
                 mean = np.take_along_axis(mean, candidates, axis=1)
                 var = np.take_along_axis(var, candidates, axis=1)
         else:
