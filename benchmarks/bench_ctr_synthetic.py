@@ -7,11 +7,16 @@ first part and stops early on the validation AUC; the test part is scored once p
 The ground-truth model's test AUC (``roc_auc(labels, true_probability)``) is the ceiling up
 to sampling noise; the bar is the best recforge model (by validation AUC) within 0.01 of it.
 
-References beside it: the ground truth with every categorical value seen fewer than ``k``
-times in training treated as missing (k = 1, 10, 100: what exact knowledge of the frequent
-values alone reaches); its additive part alone (no pairwise interactions: the best an
-additive model such as logistic regression can reach); and with ``--sklearn`` scikit-learn's L2 logistic regression
-on the same columns one-hot encoded (C chosen on validation).
+References beside it (oracle ceilings, test AUC of the true logit with parts removed):
+the ground truth with every categorical value seen fewer than ``k`` times in training treated
+as missing (k = 1, 10, 100: what exact knowledge of the frequent values alone reaches); the
+full additive part with the pairwise interactions kept only between values both seen at least
+``k`` times (k = 10, 100, 1000: what learning the interactions of the frequent values
+exactly adds); its additive part alone (no pairwise interactions: the best an additive model
+such as logistic regression can reach); and with ``--sklearn`` scikit-learn's L2 logistic
+regression on the same columns one-hot encoded (C chosen on validation). The learnable
+counterpart, a correctly specified model fitted to the same rows, is
+`bench_ctr_synthetic_oracle.py`.
 
     .venv/bin/python benchmarks/bench_ctr_synthetic.py --rows 300000 --threads 1 \
         --json benchmarks/results/bench_ctr_synthetic.json
@@ -56,21 +61,19 @@ def data_parts(rows: int, seed: int, world: dict[str, Any]) -> tuple[tuple[Event
             [dataclasses.asdict(f) for f in data.fields], positions)
 
 
-def truth_without_rare(world: CriteoLikeWorld, frame: Any, train_rows: np.ndarray,
-                       min_count: int, pairs: bool = True) -> np.ndarray:
+def truth_without_rare(world: CriteoLikeWorld, frame: Any, counts: list[np.ndarray],
+                       min_count: float, pairs: bool = True,
+                       pair_min_count: float | None = None) -> np.ndarray:
     """The true probability of every row of ``frame`` with each categorical value seen fewer
-    than ``min_count`` times in the training rows treated as missing (contributing nothing,
-    its prior mean): what a model that learned every frequent value exactly could reach.
-    Without ``pairs``, the additive part alone (the best an additive model can do)."""
-    rows = len(frame)
-    codes = np.stack([frame[c].cat.codes.to_numpy(np.int64)
-                      for c in categorical_names(world.n_categorical)], axis=1)
-    for j, size in enumerate(world.sizes):
-        seen = codes[train_rows, j]
-        counts = np.bincount(seen[seen >= 0], minlength=size)
-        codes[:, j] = np.where((codes[:, j] >= 0) & (counts[codes[:, j]] >= min_count),
-                               codes[:, j], -1)
-    logits = np.full(rows, world.bias)
+    than ``min_count`` times in training (``counts``: per field, each value's training count,
+    `observed_counts` or `expected_counts`) treated as missing (contributing nothing, its
+    prior mean): what a model that learned every frequent value exactly could reach. Without
+    ``pairs``, the additive part alone (the best an additive model can do); with
+    ``pair_min_count``, the pairwise part only between values seen at least that often."""
+    codes = _frequent_codes(world, frame, counts, min_count)
+    pair_codes = codes if pair_min_count is None else \
+        _frequent_codes(world, frame, counts, pair_min_count)
+    logits = np.full(len(frame), world.bias)
     for j in range(world.n_categorical):
         logits += np.where(codes[:, j] >= 0, world.weights[j][codes[:, j]], 0.0)
     for i, name in enumerate(numeric_names(world.n_numeric)):
@@ -78,25 +81,83 @@ def truth_without_rare(world: CriteoLikeWorld, frame: Any, train_rows: np.ndarra
         term = world.numeric_weights[i] * (np.log1p(x) - world.mu[i]) / world.spread[i]
         logits += np.where(np.isnan(x), 0.0, term)
     for a, b in world.pairs.tolist() if pairs else []:
-        dot = (world.embeddings[a][codes[:, a]] * world.embeddings[b][codes[:, b]]).sum(1)
-        logits += np.where((codes[:, a] < 0) | (codes[:, b] < 0), 0.0, dot)
+        ca, cb = pair_codes[:, a], pair_codes[:, b]
+        dot = (world.embeddings[a][ca] * world.embeddings[b][cb]).sum(1)
+        logits += np.where((ca < 0) | (cb < 0), 0.0, dot)
     return 1 / (1 + np.exp(-logits))
+
+
+def _codes(world: CriteoLikeWorld, frame: Any) -> np.ndarray:
+    """``(rows, fields)`` categorical value codes, -1 where missing."""
+    return np.stack([frame[c].cat.codes.to_numpy(np.int64)
+                     for c in categorical_names(world.n_categorical)], axis=1)
+
+
+def _frequent_codes(world: CriteoLikeWorld, frame: Any, counts: list[np.ndarray],
+                    min_count: float) -> np.ndarray:
+    """`_codes`, -1 also where the value's training count is below ``min_count``."""
+    codes = _codes(world, frame)
+    for j, count in enumerate(counts):
+        codes[:, j] = np.where((codes[:, j] >= 0) & (count[codes[:, j]] >= min_count),
+                               codes[:, j], -1)
+    return codes
+
+
+def observed_counts(world: CriteoLikeWorld, frame: Any, train_rows: np.ndarray,
+                    ) -> list[np.ndarray]:
+    """Per field, how often each value occurs in the rows ``train_rows`` of ``frame``."""
+    codes = _codes(world, frame)[train_rows]
+    return [np.bincount(codes[codes[:, j] >= 0, j], minlength=size)
+            for j, size in enumerate(world.sizes)]
+
+
+def expected_counts(world: CriteoLikeWorld, n_train: int) -> list[np.ndarray]:
+    """Per field, each value's expected number of occurrences in ``n_train`` rows (its Zipf
+    probability times the field's chance of being present)."""
+    out = []
+    for j, size in enumerate(world.sizes):
+        probability = np.empty(size)
+        probability[world.orders[j]] = np.diff(world.cdfs[j], prepend=0.0)
+        out.append(n_train * (1 - world.missing[j]) * probability)
+    return out
 
 
 def frequent_value_ceilings(rows: int, seed: int, generator: dict[str, Any],
                             positions: list[np.ndarray],
-                            min_counts: tuple[int, ...] = (1, 10, 100)) -> dict[str, float]:
-    """Test AUC of `truth_without_rare` for each ``min_count`` (0 reproduces the truth)."""
+                            min_counts: tuple[int, ...] = (1, 10, 100),
+                            pair_min_counts: tuple[int, ...] = (10, 100, 1000),
+                            ) -> dict[str, float]:
+    """Test AUC of `truth_without_rare` for each ``min_count`` (0 reproduces the truth), for
+    each ``pair_min_count`` (the additive part whole), and of the additive part alone."""
     world = CriteoLikeWorld(seed=seed, **generator)
     frame, truth = world.rows(0, rows)
-    exact = truth_without_rare(world, frame, positions[0], 0)
+    counts = observed_counts(world, frame, positions[0])
+    exact = truth_without_rare(world, frame, counts, 0)
     assert np.allclose(exact, truth), "the reconstruction must equal the ground truth"
     labels = frame["label"].to_numpy()[positions[2]]
-    out = {f"min_count_{k}": roc_auc(labels, truth_without_rare(world, frame, positions[0],
-                                                                k)[positions[2]])
+    test = frame.iloc[positions[2]]
+    out = {f"min_count_{k}": roc_auc(labels, truth_without_rare(world, test, counts, k))
            for k in min_counts}
-    additive = truth_without_rare(world, frame, positions[0], 0, pairs=False)
-    return out | {"additive_part_only": roc_auc(labels, additive[positions[2]])}
+    out |= {f"pairs_min_count_{k}": roc_auc(labels, truth_without_rare(
+        world, test, counts, 0, pair_min_count=k)) for k in pair_min_counts}
+    additive = truth_without_rare(world, test, counts, 0, pairs=False)
+    return out | {"additive_part_only": roc_auc(labels, additive)}
+
+
+def scaling_ceilings(rows: int, seed: int, generator: dict[str, Any],
+                     positions: list[np.ndarray], train_sizes: tuple[int, ...],
+                     pair_min_counts: tuple[int, ...] = (100, 1000)) -> dict[str, float]:
+    """Test AUC of the truth with the pairwise part kept only between values whose expected
+    count in ``n`` training rows is at least ``k`` (additive part whole), for each ``n`` of
+    ``train_sizes`` and ``k`` of ``pair_min_counts``: how the learnable share of the
+    interactions grows with the data."""
+    world = CriteoLikeWorld(seed=seed, **generator)
+    frame, _ = world.rows(0, rows)
+    test = frame.iloc[positions[2]]
+    labels = test["label"].to_numpy()
+    return {f"train_{n}_pairs_min_count_{k}": roc_auc(labels, truth_without_rare(
+        world, test, expected_counts(world, n), 0, pair_min_count=k))
+        for n in train_sizes for k in pair_min_counts}
 
 
 def ground_truth(part: Events, truth: np.ndarray) -> dict[str, float]:
@@ -177,6 +238,12 @@ def main() -> None:
                              '{"vocab_max": 1000}')
     parser.add_argument("--sklearn", action="store_true",
                         help="also scikit-learn's logistic regression on one-hot columns")
+    parser.add_argument("--min-count", type=int, default=None,
+                        help="categorical values seen fewer times in training share the "
+                             "unknown index (default: the declared fields' 10)")
+    parser.add_argument("--scaling", default="",
+                        help="comma-separated training sizes for the expected-count ceilings "
+                             "(`scaling_ceilings`), e.g. 240000,2400000,24000000")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -187,11 +254,18 @@ def main() -> None:
     start = time.perf_counter()
     generator = json.loads(args.generator)
     parts, truths, fields, positions = data_parts(args.rows, args.seed, generator)
+    if args.min_count is not None:
+        fields = [f | {"min_count": args.min_count} if f["kind"] == "categorical" else f
+                  for f in fields]
     print(f"data: {args.rows} rows in {time.perf_counter() - start:.1f} s; parts "
           f"{[len(p) for p in parts]}", flush=True)
     truth = {"valid": ground_truth(parts[1], truths[1]), "test": ground_truth(parts[2], truths[2])}
     truth["test_frequent_values_only_auc"] = frequent_value_ceilings(args.rows, args.seed,
                                                                       generator, positions)
+    if args.scaling:
+        truth["test_scaling_ceilings_auc"] = scaling_ceilings(
+            args.rows, args.seed, generator, positions,
+            tuple(int(n) for n in args.scaling.split(",")))
     print(json.dumps({"ground_truth": truth}), flush=True)
     runs = []
     for name in names:
@@ -209,6 +283,7 @@ def main() -> None:
     ours = [r for r in runs if r["model"] in registered]  # the bar is for recforge models
     best = max(ours, key=lambda r: r["valid"]["auc"]) if ours else None
     result = {"rows": args.rows, "seed": args.seed, "generator": generator,
+              "min_count": args.min_count,
               "threads": args.threads,
               "split": "random 80/10/10", "part_rows": [len(p) for p in parts],
               "positive_rate": {k: float(p.label("label").mean())

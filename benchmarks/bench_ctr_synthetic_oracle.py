@@ -7,10 +7,11 @@ weight per numeric field times the standardised ``log1p`` value (missing values:
 their own), and, for each of the generator's 20 interacting field pairs ``(a, b)`` and only
 those, the dot product of rank-4 value vectors ``<E_a[u], E_b[v]>`` (one table per field,
 shared by that field's pairs, as in the generator). Values seen fewer than ``--min-count``
-times in training share the "unknown" index (its vector fixed at zero). Trained with Adam,
+times in training share the "unknown" index (weight and vector fixed at zero); values seen
+fewer than ``--pair-min-count`` times get no vector (zero). Trained with Adam,
 batch 1,024, an L2 penalty ``--l2`` on the value weights and vectors looked up in each batch,
 early stopping on validation AUC (patience 2), the best epoch restored; every
-``(min_count, l2, lr)`` of the grid is scored on validation and the test AUC reported for
+``(min_count, pair_min_count, l2, lr)`` of the grid is scored on validation and the test AUC reported for
 each (the choice is the best validation AUC). ``--no-pairs`` drops the pairwise part (the
 additive model: the learnable counterpart of the additive-part ceiling).
 
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_ctr_synthetic import data_parts
+from bench_ctr_synthetic import data_parts, observed_counts
 from torch import nn
 
 from recforge.data.ctr_formats import categorical_names, numeric_names
@@ -43,25 +44,26 @@ from recforge.evaluation.classification import roc_auc
 from recforge.experiments.rundir import write_json
 
 
-def encoded(world: CriteoLikeWorld, rows: int, train: np.ndarray,
-            min_count: int) -> dict[str, np.ndarray]:
+def encoded(world: CriteoLikeWorld, rows: int, train: np.ndarray, min_count: int,
+            pair_min_count: int) -> dict[str, np.ndarray]:
     """Every row's categorical indices (0: missing or seen fewer than ``min_count`` times in
-    the training rows; else code + 1), standardised ``log1p`` numerics (0 when missing), the
+    the training rows; else code + 1) and whether each has a pair vector (seen at least
+    ``pair_min_count`` times), standardised ``log1p`` numerics (0 when missing), the
     numerics' missing flags and the labels."""
     frame, _ = world.rows(0, rows)
+    counts = observed_counts(world, frame, train)
     codes = np.stack([frame[c].cat.codes.to_numpy(np.int64)
                       for c in categorical_names(world.n_categorical)], axis=1)
-    for j, size in enumerate(world.sizes):
-        seen = codes[train, j]
-        counts = np.bincount(seen[seen >= 0], minlength=size)
-        known = (codes[:, j] >= 0) & (counts[np.maximum(codes[:, j], 0)] >= min_count)
-        codes[:, j] = np.where(known, codes[:, j] + 1, 0)
+    seen = np.stack([np.where(codes[:, j] >= 0, count[np.maximum(codes[:, j], 0)], 0)
+                     for j, count in enumerate(counts)], axis=1)
+    codes = np.where(seen >= max(min_count, 1), codes + 1, 0)
     raw = np.log1p(np.stack([frame[c].to_numpy(np.float64)
                              for c in numeric_names(world.n_numeric)], axis=1))
     missing = np.isnan(raw)
     mean, std = np.nanmean(raw[train], 0), np.nanstd(raw[train], 0)
     numeric = np.where(missing, 0.0, (raw - mean) / std)
-    return {"codes": codes, "numeric": numeric.astype(np.float32),
+    return {"codes": codes, "paired": (seen >= max(pair_min_count, 1)).astype(np.float32),
+            "numeric": numeric.astype(np.float32),
             "missing": missing.astype(np.float32),
             "label": frame["label"].to_numpy(np.float32)}
 
@@ -89,7 +91,7 @@ class WellSpecified(nn.Module):
         logit = w.sum(1) + self.numeric(torch.cat([batch["numeric"], batch["missing"]], 1))[:, 0]
         penalty = w.pow(2).sum(1)
         if self.vectors is not None:
-            v = self.vectors(index) * known.unsqueeze(-1)  # (B, F, rank)
+            v = self.vectors(index) * (known * batch["paired"]).unsqueeze(-1)  # (B, F, r)
             a, b = self.pairs[:, 0], self.pairs[:, 1]
             logit = logit + (v[:, a] * v[:, b]).sum((1, 2))
             penalty = penalty + v.pow(2).sum((1, 2))
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-count", default="1,10", help="comma-separated grid")
+    parser.add_argument("--pair-min-count", default="1", help="comma-separated grid")
     parser.add_argument("--l2", default="1e-5,1e-4,1e-3", help="comma-separated grid")
     parser.add_argument("--lr", default="3e-3", help="comma-separated grid")
     parser.add_argument("--max-epochs", type=int, default=20)
@@ -151,13 +154,15 @@ def main() -> None:
     world = CriteoLikeWorld(seed=args.seed)
     _, truths, _, positions = data_parts(args.rows, args.seed, {})
     runs = []
-    for min_count in (int(m) for m in args.min_count.split(",")):
-        data = encoded(world, args.rows, positions[0], min_count)
+    for min_count, pair_min_count in itertools.product(
+            (int(m) for m in args.min_count.split(",")),
+            (int(m) for m in args.pair_min_count.split(","))):
+        data = encoded(world, args.rows, positions[0], min_count, pair_min_count)
         truth_auc = roc_auc(data["label"][positions[2]], truths[2])
         for l2, lr in itertools.product((float(x) for x in args.l2.split(",")),
                                         (float(x) for x in args.lr.split(","))):
             start = time.perf_counter()
-            run = {"min_count": min_count, "l2": l2, "lr": lr,
+            run = {"min_count": min_count, "pair_min_count": pair_min_count, "l2": l2, "lr": lr,
                    **train(world, data, positions, not args.no_pairs, l2, lr,
                            args.max_epochs, args.seed)}
             run |= {"fit_seconds": round(time.perf_counter() - start, 1),
