@@ -232,3 +232,19 @@ def test_sqlite_store_rejects_a_file_that_is_not_a_database(tmp_path):
     with pytest.raises(InputError, match="not a file in an existing folder"):
         open_store(f"sqlite:///{tmp_path}/missing/f.db")
     assert Path(bad).read_text().startswith("hello")
+
+
+def test_one_sqlite_store_serves_several_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(f"sqlite:///{tmp_path}/f.db", item_genres=GENRES)
+
+    def work(worker: int) -> None:
+        for i in range(100):
+            store.apply([Event(f"t{worker}-{i}", f"u{worker}", "i1", "click", 1.0, float(i))])
+            assert store.user(f"u{worker}").counts["click"] == i + 1
+            store.popularity(["i1"])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    assert store.applied_count() == 400

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -180,6 +181,7 @@ class EventLog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()  # one connection, shared by the service's threads
         if self.path.is_dir():
             raise InputError(f"event log {self.path}: is a folder, not a file")
         if not self.path.parent.is_dir():
@@ -195,21 +197,23 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> list[bool]:
         """Append ``events`` in one transaction; True = new, False = a duplicate event id."""
         events = stamp(events)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            fresh = append_rows(self._db, events)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                fresh = append_rows(self._db, events)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         return fresh
 
     def read(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
         """Up to ``limit`` (sequence number, event) pairs with sequence numbers > ``after``,
         in append order."""
-        rows = self._db.execute(
-            "SELECT seq, event_id, user_id, item_id, event, value, timestamp FROM event_log "
-            "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, event_id, user_id, item_id, event, value, timestamp FROM "
+                "event_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
         return [(row[0], Event(*row[1:])) for row in rows]
 
     def __iter__(self) -> Iterator[Event]:
@@ -231,10 +235,12 @@ class EventLog:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class SqliteFeatureStore(FeatureStore):
         super().__init__(rules)
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        self._lock = threading.RLock()  # one connection, shared by the service's threads
         if self.path.is_dir() or not self.path.parent.is_dir():
             raise InputError(f"feature store {self.path}: not a file in an existing folder")
         try:
@@ -80,17 +82,18 @@ class SqliteFeatureStore(FeatureStore):
     def _transaction(self, events: list[Event], log: bool,
                      fresh: list[bool] | None = None) -> int:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if log:
-                result = append_rows(db, events)
-                if fresh is not None:
-                    fresh.extend(result)
-            applied = self._apply_in_transaction(events)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if log:
+                    result = append_rows(db, events)
+                    if fresh is not None:
+                        fresh.extend(result)
+                applied = self._apply_in_transaction(events)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         return applied
 
     def _apply_in_transaction(self, events: list[Event]) -> int:
@@ -121,9 +124,11 @@ class SqliteFeatureStore(FeatureStore):
         out = {}
         for chunk in _chunks(user_ids):
             marks = ",".join("?" * len(chunk))
-            for uid, text in self._db.execute(
-                    f"SELECT user_id, state FROM users WHERE user_id IN ({marks})", chunk):
-                out[uid] = _load(text)
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT user_id, state FROM users WHERE user_id IN ({marks})",
+                    chunk).fetchall()
+            out.update((uid, _load(text)) for uid, text in rows)
         return out
 
     def users(self, user_ids: Sequence[str]) -> list[UserFeatures]:
@@ -134,30 +139,34 @@ class SqliteFeatureStore(FeatureStore):
         found: dict[str, tuple[float, float]] = {}
         for chunk in _chunks(list(dict.fromkeys(item_ids))):
             marks = ",".join("?" * len(chunk))
-            for item, score, ref in self._db.execute(
+            with self._lock:
+                rows = self._db.execute(
                     f"SELECT item_id, score, ref FROM popularity WHERE item_id IN ({marks})",
-                    chunk):
-                found[item] = (score, ref)
+                    chunk).fetchall()
+            found.update((item, (score, ref)) for item, score, ref in rows)
         return [found.get(item) for item in item_ids]
 
     def applied_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM applied").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM applied").fetchone()[0])
 
     def snapshot(self) -> dict[str, Any]:
         db = self._db
-        db.execute("BEGIN")
-        try:
-            users = {uid: _load(text).features(uid).to_dict()
-                     for uid, text in db.execute("SELECT user_id, state FROM users")}
-            popularity = {item: [score, ref] for item, score, ref in
-                          db.execute("SELECT item_id, score, ref FROM popularity")}
-            applied = self.applied_count()
-        finally:
-            db.execute("COMMIT")
+        with self._lock:
+            db.execute("BEGIN")
+            try:
+                users = {uid: _load(text).features(uid).to_dict()
+                         for uid, text in db.execute("SELECT user_id, state FROM users")}
+                popularity = {item: [score, ref] for item, score, ref in
+                              db.execute("SELECT item_id, score, ref FROM popularity")}
+                applied = self.applied_count()
+            finally:
+                db.execute("COMMIT")
         return {"users": users, "popularity": popularity, "applied": applied}
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
