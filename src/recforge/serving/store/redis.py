@@ -3,8 +3,8 @@
 Keys (under a prefix, default ``recforge:``): a hash ``u:USER`` (``s`` session id, ``e``
 session events, ``l`` last active, ``c:TYPE`` counts, ``g:GENRE`` preferences), a list
 ``r:USER`` (the recent items), the sets ``users`` and ``applied`` (every applied event id),
-the hashes ``pop:s`` and ``pop:t`` (popularity score and reference time per item) and the
-string ``settings``.
+the hash ``pop`` (per item, the popularity score and its reference time, as
+``"SCORE TIME"``) and the string ``settings``.
 
 `apply` is one Lua script (atomic: the event ids and the features change together, or not
 at all), computing the same floating-point operations in the same order as
@@ -75,10 +75,11 @@ for i = 6, #ARGV, 7 do
         redis.call('HINCRBY', ukey, 'e', 1)
       end
       if (not last) or t > tonumber(last) then redis.call('HSET', ukey, 'l', fmt(t)) end
-      local old = redis.call('HGET', P .. 'pop:s', item)
+      local old = redis.call('HGET', P .. 'pop', item)
       local score, ref = 1, t
       if old then
-        score, ref = tonumber(old), tonumber(redis.call('HGET', P .. 'pop:t', item))
+        local space = string.find(old, ' ', 1, true)
+        score, ref = tonumber(string.sub(old, 1, space - 1)), tonumber(string.sub(old, space + 1))
         if t >= ref then
           score = score * 2 ^ (-(t - ref) / half_life) + 1
           ref = t
@@ -86,8 +87,7 @@ for i = 6, #ARGV, 7 do
           score = score + 2 ^ (-(ref - t) / half_life)
         end
       end
-      redis.call('HSET', P .. 'pop:s', item, fmt(score))
-      redis.call('HSET', P .. 'pop:t', item, fmt(ref))
+      redis.call('HSET', P .. 'pop', item, fmt(score) .. ' ' .. fmt(ref))
     end
   end
 end
@@ -156,11 +156,8 @@ class RedisFeatureStore(FeatureStore):
     def _popularity_raw(self, item_ids: Sequence[str]) -> list[tuple[float, float] | None]:
         if not item_ids:
             return []
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hmget(self.prefix + "pop:s", list(item_ids))
-        pipe.hmget(self.prefix + "pop:t", list(item_ids))
-        scores, refs = pipe.execute()
-        return [None if s is None else (float(s), float(r)) for s, r in zip(scores, refs)]
+        return [None if pair is None else _pair(pair)
+                for pair in self._redis.hmget(self.prefix + "pop", list(item_ids))]
 
     def applied_count(self) -> int:
         return int(self._redis.scard(self.prefix + "applied"))
@@ -168,12 +165,11 @@ class RedisFeatureStore(FeatureStore):
     def snapshot(self) -> dict[str, Any]:
         user_ids = sorted(self._redis.smembers(self.prefix + "users"))
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hgetall(self.prefix + "pop:s")
-        pipe.hgetall(self.prefix + "pop:t")
+        pipe.hgetall(self.prefix + "pop")
         pipe.scard(self.prefix + "applied")
-        scores, refs, applied = pipe.execute()
+        popularity, applied = pipe.execute()
         return {"users": {f.user_id: f.to_dict() for f in self.users(user_ids)},
-                "popularity": {item: [float(s), float(refs[item])] for item, s in scores.items()},
+                "popularity": {item: list(_pair(pair)) for item, pair in popularity.items()},
                 "applied": int(applied)}
 
     def _keys(self) -> list[str]:
@@ -194,6 +190,12 @@ class RedisFeatureStore(FeatureStore):
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _pair(text: str) -> tuple[float, float]:
+    """A popularity value ``"score reference-time"``."""
+    score, ref = text.split(" ")
+    return float(score), float(ref)
 
 
 def _glob_escape(text: str) -> str:
