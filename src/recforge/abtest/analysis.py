@@ -64,6 +64,7 @@ class Arm:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Arm:
+        """The summary of ``values`` (at least 2)."""
         return cls(len(values), float(np.mean(values)), float(np.var(values, ddof=1)))
 
 
@@ -366,8 +367,8 @@ def proportion_effect(baseline: float, mde: float) -> float:
 
 
 def _check_design(alpha: float, power: float, ratio: float) -> tuple[float, float, float]:
-    return (_ALPHA.check("alpha", alpha),
-            Real(0.0, 1.0, low_open=True, high_open=True).check("power", power),
+    """``alpha``, ``power`` and ``ratio`` checked (a ratio in [1e-6, 1e6])."""
+    return (_ALPHA.check("alpha", alpha), _ALPHA.check("power", power),
             Real(1e-6, 1e6).check("ratio", ratio))
 
 
@@ -423,6 +424,6 @@ def power_proportions(baseline: float, mde: float, n1: float, *, alpha: float = 
                       ratio: float = 1.0) -> float:
     """The power of the two-sided z-test with ``n1`` and ``ratio * n1`` users."""
     baseline, mde = _check_proportions(baseline, mde)
-    alpha, _, ratio = _check_design(alpha, 0.5, ratio)
+    alpha, ratio = _ALPHA.check("alpha", alpha), Real(1e-6, 1e6).check("ratio", ratio)
     n1 = Real(0.0, low_open=True).check("n", n1)
     return _power_z(abs(proportion_effect(baseline, mde)), n1, alpha, ratio)
