@@ -254,11 +254,14 @@ class RidgeRewards:
             ) -> RidgeRewards:
         x = self._design(contexts)
         d = x.shape[1]
-        gram = np.zeros((self.n_actions, d, d))
-        np.add.at(gram, actions, x[:, :, None] * x[:, None, :])
+        gram = np.broadcast_to(self.reg * np.eye(d), (self.n_actions, d, d)).copy()
         moment = np.zeros((self.n_actions, d))
-        np.add.at(moment, actions, rewards[:, None] * x)
-        gram += self.reg * np.eye(d)
+        order = np.argsort(actions, kind="stable")
+        bounds = np.searchsorted(actions[order], np.arange(self.n_actions + 1))
+        for a in np.flatnonzero(np.diff(bounds)):
+            rows = x[order[bounds[a]:bounds[a + 1]]]
+            gram[a] += rows.T @ rows
+            moment[a] = rows.T @ rewards[order[bounds[a]:bounds[a + 1]]]
         self.coef_ = np.linalg.solve(gram, moment[:, :, None])[:, :, 0]
         return self
 
