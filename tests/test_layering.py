@@ -21,14 +21,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: lowest first; a module may import its own layer or lower ones (without cycles)
 LAYERS: list[tuple[str, ...]] = [
     ("recforge", "recforge.errors", "recforge.params", "recforge.io", "recforge.topk",
-     "recforge.numerics"),
-    ("recforge.data",),
+     "recforge.numerics", "recforge.memory"),
+    ("recforge.data", "recforge.abtest"),
     ("recforge.nn",),
     ("recforge.models",),
     ("recforge.evaluation",),
     ("recforge.retrieval", "recforge.rerank"),
     ("recforge.testing", "recforge.experiments"),
     ("recforge.report",),
+    ("recforge.bandits", "recforge.serving"),
     ("recforge.cli",),
 ]
 
