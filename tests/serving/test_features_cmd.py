@@ -43,6 +43,12 @@ def test_rebuild_into_sqlite_equals_the_online_state(online, tmp_path, capsys):
                     half_life=60.0) as rebuilt:
         assert rebuilt.snapshot() == store.snapshot()
     assert not (tmp_path / "rebuilt.db-wal").exists()
+    assert main(["features", "compare", store.url, f"sqlite:///{target}", *SETTINGS]) == 0
+    assert "the stores agree: 200 events, 3 users, 4 items" in capsys.readouterr().out
+    store.apply([Event("late", "u1", "2", "click", 1.0, 20_000.0)])
+    assert main(["features", "compare", store.url, f"sqlite:///{target}", *SETTINGS]) == 1
+    out = capsys.readouterr().out
+    assert "applied events: 201 vs 200" in out and "user 'u1':" in out and "item '2':" in out
     # a rebuild never overwrites: the target must be new
     assert main(["features", "rebuild", "--log", str(log), "--store", f"sqlite:///{target}",
                  *SETTINGS]) == 2

@@ -27,6 +27,11 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     rebuild.add_argument("--replace", action="store_true",
                          help="clear a Redis prefix that holds an earlier recforge store")
     rebuild.set_defaults(func=cmd_rebuild)
+    compare = actions.add_parser(
+        "compare", help="compare two stores (e.g. the online one and a rebuild); exit status "
+                        "1 when they differ")
+    compare.add_argument("stores", nargs=2, metavar="URL")
+    compare.set_defaults(func=cmd_compare)
     show = actions.add_parser("show", help="print users' features (JSON)")
     show.add_argument("users", nargs="+", metavar="USER")
     show.add_argument("--store", required=True)
@@ -46,7 +51,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after this long without a new entry")
     consume.set_defaults(func=cmd_consume)
-    for sub in (rebuild, show, consume):
+    for sub in (rebuild, compare, show, consume):
         _add_settings(sub)
 
 
@@ -129,6 +134,39 @@ def _check_empty_redis(store: Any, replace: bool) -> None:
         raise InputError(f"--store: the prefix {store.prefix!r} holds a feature store; rebuild "
                          "writes a fresh one (another prefix, or --replace to clear it)")
     store.clear()
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from recforge.serving.store import open_store
+
+    options = _store_options(args)
+    snapshots = []
+    for url in args.stores:
+        with open_store(url, **options) as store:
+            snapshots.append(store.snapshot())
+    differences = snapshot_differences(*snapshots)
+    if not differences:
+        console.print(f"the stores agree: {snapshots[0]['applied']:,} events, "
+                      f"{len(snapshots[0]['users']):,} users, "
+                      f"{len(snapshots[0]['popularity']):,} items", soft_wrap=True)
+        return 0
+    for line in differences[:20]:
+        console.print(line, soft_wrap=True, markup=False)
+    console.print(f"the stores differ ({len(differences):,} differences)", soft_wrap=True)
+    return 1
+
+
+def snapshot_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """One line per difference between two store snapshots (`FeatureStore.snapshot`)."""
+    lines = []
+    if a["applied"] != b["applied"]:
+        lines.append(f"applied events: {a['applied']} vs {b['applied']}")
+    for part, noun in (("users", "user"), ("popularity", "item")):
+        for key in sorted(set(a[part]) | set(b[part])):
+            left, right = a[part].get(key), b[part].get(key)
+            if left != right:
+                lines.append(f"{noun} {key!r}: {left} vs {right}")
+    return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
