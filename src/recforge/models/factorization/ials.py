@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.memory import check_memory, ials_need
 from recforge.models.factorization.factors import FactorModel, init_factors, numba_threads
 from recforge.models.iterative import IterativeRecommender
 from recforge.models.registry import register
@@ -231,6 +232,9 @@ class ImplicitALS(FactorModel, IterativeRecommender):
 
     def _init_training(self, train: Interactions) -> None:
         raw = train.csr if self.use_values else train.binary_csr
+        check_memory("ials", ials_need(self.n_users_, self.n_items_, raw.nnz, self.factors),
+                     "use fewer factors (half the factors, half the factor matrices) or fit "
+                     "on a sample of the users")
         cui = sp.csr_matrix((confidence(raw.data, self.alpha, self.scaling, self.epsilon),
                              raw.indices, raw.indptr), shape=raw.shape)
         ciu = cui.T.tocsr()

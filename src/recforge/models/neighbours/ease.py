@@ -38,6 +38,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.memory import check_memory, ease_need
 from recforge.models.base import Recommender
 from recforge.models.neighbours.similarity import ItemSimilarityMixin, gram_matrix
 from recforge.models.registry import register
@@ -126,13 +127,12 @@ class EASE(ItemSimilarityMixin, Recommender):
         self.B_ = weights.astype(np.float32, copy=False)
 
     def _check_memory(self, dtype: np.dtype) -> None:
-        need = self.n_items_ ** 2 * dtype.itemsize
-        total = _physical_memory()
-        if total is not None and need > total:
-            raise MemoryError(
-                f"EASE needs a dense {self.n_items_} x {self.n_items_} {dtype.name} matrix "
-                f"({need / 2**30:.1f} GiB) but the machine has {total / 2**30:.1f} GiB; "
-                "restrict the catalogue or use dtype='float32'")
+        """`recforge.memory.check_memory` (available memory, the configured limit and the
+        machine's physical memory) for the dense item x item matrices."""
+        check_memory("EASE", ease_need(self.n_items_, dtype.itemsize, _SYMMETRISE_ROWS),
+                     "restrict the catalogue (e.g. to the most popular items), use "
+                     "dtype='float32' or a sparse approximation (item-knn-implicit)",
+                     limit=_physical_memory())
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         rows = self.seen_[users]

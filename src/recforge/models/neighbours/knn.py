@@ -31,9 +31,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.interactions import Interactions
+from recforge.memory import check_memory, knn_need
 from recforge.models.base import Recommender
 from recforge.models.baselines.simple import BaselineOnly
 from recforge.models.neighbours.similarity import (
+    BLOCK_BYTES,
     ItemSimilarityMixin,
     VectorMeasure,
     Weighting,
@@ -134,6 +136,9 @@ class _RatingKNN(Recommender):
         self.max_neighbors = max_neighbors
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        n = self.n_users_ if self.user_based else self.n_items_
+        check_memory(self.name, knn_need(n, self.max_neighbors or n, 2, BLOCK_BYTES),
+                     "set max_neighbors (e.g. 200) to prune each row to its best neighbours")
         measure, basis = _RATING_MEASURES[self.similarity]
         baseline = None
         if self.prediction == "baseline-centred" or basis == "baseline-residual":
@@ -258,6 +263,9 @@ class _ImplicitKNN(Recommender):
         if self.alpha != 0.5 and self.similarity != "cosine":
             raise parameter_error("alpha", "the asymmetric cosine applies to similarity "
                                            f"'cosine' only, not {self.similarity!r}")
+        n = self.n_users_ if self.user_based else self.n_items_
+        check_memory(self.name, knn_need(n, self.k, 3, BLOCK_BYTES),
+                     "lower k (prune each row to fewer neighbours)")
         entities = self.seen_ if self.user_based else self.seen_.T.tocsr()
         weighted = apply_weighting(entities, self.weighting, self.bm25_k1, self.bm25_b)
         self.similarity_ = vector_similarity(weighted, self.similarity, k=self.k,
