@@ -35,7 +35,7 @@ from recforge.bandits.base import SLATE, Policy, greedy_action_dist
 from recforge.bandits.logged import LoggedFeedback
 from recforge.data.interactions import Interactions
 from recforge.errors import InputError
-from recforge.params import SEED, WIDTH, Choice, Integer, Real
+from recforge.params import SEED, WIDTH, Choice, Integer, Real, check_all
 
 #: most points kept per reward/regret curve
 CURVE_POINTS = 200
@@ -301,6 +301,12 @@ def make_policy(name: str, n_arms: int, dim: int, seed: int,
     if name not in classes:
         raise UnknownNameError(f"unknown policy {name!r}{did_you_mean(name, classes)}; valid: "
                                f"{', '.join(SIMULATED_POLICIES)}")
+    for key in params:
+        if key in ("n_arms", "dim", "seed"):
+            raise InputError(f"{name}.{key} is set by the simulation (arms, context width, "
+                             "--seed), not by a parameter")
+    check_all({k: r for k, r in classes[name].rules().items()
+               if k not in ("n_arms", "dim", "seed")}, params, where=f"{name}.")
     if name == "decaying-epsilon-greedy":
         params = {"epsilon": 1.0, "decay": float(n_arms), **params}
     if name in CONTEXTUAL:
