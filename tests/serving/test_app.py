@@ -12,7 +12,7 @@ import pytest
 from test_app_support import TOKEN, VERSIONS, auth, make_app, synthetic_data
 
 fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_ab_routing_and_exposures(tmp_path: Path) -> None:
         answer = client.post("/recommend", json={"user_id": user, "k": 3}).json()
         arm = assigner.assign(user)["model-ab"]
         assert answer["arm"] == arm
-        assert answer["model_version"] == dict(control=VERSIONS[0], treatment=VERSIONS[1])[arm]
+        assert answer["model_version"] == {"control": VERSIONS[0], "treatment": VERSIONS[1]}[arm]
         seen[arm] = seen.get(arm, 0) + 1
     assert set(seen) == {"control", "treatment"}
     client.app.state.service.close()

@@ -152,8 +152,29 @@ class ModelsResponse(BaseModel):
 
 
 class StatusResponse(BaseModel):
+    """A status and its details."""
+
     status: str
     detail: dict[str, Any] = {}
+
+
+class FieldError(BaseModel):
+    """One invalid field of a request: its dotted path and the problem."""
+
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="one line naming the problem")
+    errors: list[FieldError] = Field(default=[], description="each invalid field (422)")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer (400, 401, 404, 422)."""
+
+    status: str
+    detail: ErrorDetail
 
 
 class UserOut(BaseModel):
@@ -433,7 +454,9 @@ def create_app(config: ServeConfig, data: Any = None) -> FastAPI:
     with item features) gives the items' genres and years instead of ``[serve] dataset``."""
     service = Service(config, data)
     app = FastAPI(title="recforge", version=_version(),
-                  description="Recommendations, similar items, events and model versions.")
+                  description="Recommendations, similar items, events and model versions.",
+                  responses={422: {"description": "invalid request: the fields named",
+                                   "model": ErrorResponse}})
     app.state.service = service
 
     def protected(request: Request) -> None:
@@ -449,10 +472,10 @@ def create_app(config: ServeConfig, data: Any = None) -> FastAPI:
     read = [Depends(readable)]
     write = [Depends(protected)]
     unauthorized = {401: {"description": "missing or wrong bearer token",
-                          "model": StatusResponse}}
+                          "model": ErrorResponse}}
     invalid = {400: {"description": "a value outside what the service accepts",
-                     "model": StatusResponse},
-               404: {"description": "unknown id", "model": StatusResponse}}
+                     "model": ErrorResponse},
+               404: {"description": "unknown id", "model": ErrorResponse}}
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=read,
               responses={**unauthorized, **invalid})

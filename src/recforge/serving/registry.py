@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recforge.data.query import QueryBatch
-from recforge.errors import InputError, UnknownNameError, did_you_mean
+from recforge.errors import CorruptFileError, InputError, UnknownNameError, did_you_mean
 from recforge.io import atomic_path, json_written_by, read_json
 from recforge.models.base import MODEL_FILE, Recommender
 from recforge.retrieval.retriever import Retriever, load_retriever
@@ -360,7 +360,15 @@ class ModelRegistry:
         return info.st_ino, info.st_mtime_ns, info.st_size
 
     def _read_pointer(self) -> dict[str, Any] | None:
-        return read_json(self.pointer) if self.pointer.is_file() else None
+        """The pointer file's content (None when absent); a file recforge did not write is
+        refused (`CorruptFileError`), never followed or replaced."""
+        if not self.pointer.exists():
+            return None
+        state = read_json(self.pointer)
+        if state.get("written_by") != WRITER:
+            raise CorruptFileError(f"{self.pointer}: not a pointer file written by {WRITER}; "
+                                   "move it away")
+        return state
 
     def _write_pointer(self, name: str, history: list[str]) -> None:
         with atomic_path(self.pointer, owned=lambda p: json_written_by(p, WRITER)) as tmp:
