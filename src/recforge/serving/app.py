@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -602,20 +601,36 @@ def _install_handlers(app: FastAPI, service: Service) -> None:
         return JSONResponse({"status": "error", "detail": {"message": str(exc.detail)}},
                             status_code=exc.status_code, headers=exc.headers)
 
-    @app.middleware("http")
-    async def count(request: Request,
-                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(_CountRequests, metrics=service.metrics)
+
+
+class _CountRequests:
+    """ASGI middleware: ``recforge_requests_total`` and ``recforge_request_latency_seconds``
+    for every HTTP request, labelled by route template (``unmatched`` for none) and status
+    (500 when the app fails before answering)."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
         status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, sending)
         finally:
-            route = request.scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            service.metrics.requests.labels(route=name, status=str(status)).inc()
-            service.metrics.latency.labels(route=name).observe(time.perf_counter() - start)
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route=name, status=str(status)).inc()
+            self.metrics.latency.labels(route=name).observe(time.perf_counter() - start)
 
 
 def _is_tag(part: Any) -> bool:

@@ -30,6 +30,8 @@ import scipy.sparse as sp
 from recforge.evaluation.metrics import average_popularity, intra_list_diversity
 
 SECONDS_PER_DAY = 86_400.0
+#: item feature matrices up to this many entries are kept dense (faster row look-ups)
+DENSE_MAX = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ class QualityWindow:
             raise ValueError(f"size must be a positive integer, got {size!r}")
         self.size, self.n_items = size, n_items
         self.popularity = np.asarray(popularity, dtype=np.float64)
-        self.features, self.years = features, years
+        if features is not None and sp.issparse(features):
+            features = features.toarray() if np.prod(features.shape) <= DENSE_MAX else features
+        self.features = features
+        self._released = None if years is None else np.array(
+            [datetime(int(y), 1, 1, tzinfo=timezone.utc).timestamp() if np.isfinite(y)
+             else np.nan for y in np.asarray(years, dtype=np.float64)])
         mean = float(self.popularity.mean()) if len(self.popularity) else 0.0
         self._mean_popularity = mean if mean > 0 else 1.0
         self._lists: deque[tuple[np.ndarray, ListQuality]] = deque()
@@ -79,14 +86,12 @@ class QualityWindow:
         return ListQuality(diversity, bias, self._age_days(items, now))
 
     def _age_days(self, items: np.ndarray, now: float) -> float:
-        if self.years is None:
+        if self._released is None:
             return math.nan
-        years = self.years[items]
-        years = years[np.isfinite(years)]
-        if not len(years):
+        released = self._released[items]
+        released = released[np.isfinite(released)]
+        if not len(released):
             return math.nan
-        released = np.array([datetime(int(y), 1, 1, tzinfo=timezone.utc).timestamp()
-                             for y in years])
         return float(np.mean(now - released) / SECONDS_PER_DAY)
 
     def add(self, items: np.ndarray, now: float) -> ListQuality:

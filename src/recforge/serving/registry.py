@@ -54,12 +54,18 @@ class ItemInfo:
     genre_labels: tuple[str, ...]
     years: np.ndarray | None
 
+    def __post_init__(self) -> None:
+        names: list[list[str]] = []
+        if self.genres is not None:
+            indptr, indices = self.genres.indptr, self.genres.indices
+            names = [[self.genre_labels[j] for j in indices[indptr[i]:indptr[i + 1]]]
+                     for i in range(self.genres.shape[0])]
+        object.__setattr__(self, "_names", names)
+
     def genre_names(self, item: int) -> list[str]:
         """The genre labels of one item."""
-        if self.genres is None:
-            return []
-        row = self.genres[item]
-        return [self.genre_labels[j] for j in row.indices]
+        names: list[list[str]] = self._names  # type: ignore[attr-defined]
+        return list(names[item]) if names else []
 
 
 class ServedModel:
@@ -77,6 +83,8 @@ class ServedModel:
             self.model.n_items_)
         self.item_ids = np.asarray(ids)
         self.popularity = np.asarray(self.model.popularity_, dtype=np.float64)
+        self._user_lookup = _lookup(retriever.user_map)
+        self._item_lookup = _lookup(retriever.item_map)
         self._user_vectors: np.ndarray | None = None
         self._vectors_lock = threading.Lock()
 
@@ -86,19 +94,19 @@ class ServedModel:
 
     def user_index(self, user: Any) -> int:
         """The internal index of external user id ``user`` (-1: unknown or anonymous)."""
-        if user is None or self.retriever.user_map is None:
+        if user is None:
             return -1
-        return int(self.retriever.user_map.to_index([user])[0])
+        if self._user_lookup is None:
+            return _plain_index(user, int(self.model.n_users_))
+        return self._user_lookup.get(str(user), -1)
 
     def item_indices(self, ids: Any) -> np.ndarray:
         """Internal indices of external item ids (-1 for ids the version does not know)."""
-        ids = list(ids)
-        if not ids:
-            return np.zeros(0, dtype=np.int64)
-        if self.retriever.item_map is None:
-            return np.array([int(i) if str(i).isdigit() and int(i) < self.n_items else -1
-                             for i in ids], dtype=np.int64)
-        return np.asarray(self.retriever.item_map.to_index(ids), dtype=np.int64)
+        n = self.n_items
+        if self._item_lookup is None:
+            return np.array([_plain_index(i, n) for i in ids], dtype=np.int64)
+        lookup = self._item_lookup
+        return np.array([lookup.get(str(i), -1) for i in ids], dtype=np.int64)
 
     def training_items(self, user: int) -> np.ndarray:
         """The user's training items (none for an unknown user)."""
@@ -172,6 +180,19 @@ class ServedModel:
         ranked = np.asarray(self.ranker.score(batch, items[None, :]), dtype=np.float32)[0]
         order = np.argsort(-ranked, kind="stable")
         return items[order], ranked[order]
+
+
+def _lookup(id_map: Any) -> dict[str, int] | None:
+    """External id (as text) -> internal index of an `IdMap` (None without a map)."""
+    if id_map is None:
+        return None
+    return {str(external): index for index, external in enumerate(id_map.ids.tolist())}
+
+
+def _plain_index(external: Any, n: int) -> int:
+    """Without an id map the external id is the index itself (known below ``n``)."""
+    text = str(external)
+    return int(text) if text.isdigit() and int(text) < n else -1
 
 
 def _pools_history(model: Any) -> bool:
