@@ -29,6 +29,11 @@ class RecentPopular(Recommender):
     equally popular in the window and never outweighs one recent event. No training event at
     or after ``t`` is read, so a query in the past sees no later data. Timestamps are epoch
     seconds.
+
+    Paper: none (a reference point for next-item protocols).
+    Hyperparameters (defaults): ``window_days=30.0``.
+    Defaults: ``window_days=30``, a conventional month, not tuned.
+    Consumes: interactions, timestamps.
     """
 
     consumes = frozenset({"interactions", "timestamps"})

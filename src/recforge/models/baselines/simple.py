@@ -28,7 +28,14 @@ def _hash_uniform(seed: int, users: np.ndarray, n_items: int) -> np.ndarray:
 
 @register("random")
 class RandomRecommender(Recommender):
-    """Uniformly random scores; a user's scores depend only on ``seed`` and the user."""
+    """Uniformly random scores; a user's scores depend only on ``seed`` and the user.
+
+    Paper: none (a reference point).
+    Hyperparameters (defaults): none; training (`recforge.nn.TrainingConfig`, the rest at its
+        defaults): its defaults.
+    Defaults: ``seed`` only; nothing to tune.
+    Consumes: interactions.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {"seed": SEED}
 
@@ -44,7 +51,13 @@ class RandomRecommender(Recommender):
 
 @register("most-popular")
 class MostPopular(Recommender):
-    """Scores every item by its number of training interactions (the same list for everyone)."""
+    """Scores every item by its number of training interactions (the same list for everyone).
+
+    Paper: none (a reference point).
+    Hyperparameters (defaults): none.
+    Defaults: no hyperparameters.
+    Consumes: interactions.
+    """
 
     def __init__(self) -> None:
         pass
@@ -81,7 +94,13 @@ def _damped_means(keys: np.ndarray, values: np.ndarray, n: int, prior: float,
 
 @register("global-mean")
 class GlobalMean(_MeanModel):
-    """Predicts the mean training rating for every pair."""
+    """Predicts the mean training rating for every pair.
+
+    Paper: none (a reference point).
+    Hyperparameters (defaults): none.
+    Defaults: no hyperparameters.
+    Consumes: interactions, ratings.
+    """
 
     def __init__(self) -> None:
         pass
@@ -93,7 +112,13 @@ class GlobalMean(_MeanModel):
 
 @register("user-mean")
 class UserMean(_MeanModel):
-    """Predicts the user's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings."""
+    """Predicts the user's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings.
+
+    Paper: none (a reference point).
+    Hyperparameters (defaults): ``damping=0.0``.
+    Defaults: ``damping=0`` (the plain mean), not tuned.
+    Consumes: interactions, ratings.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {"damping": PENALTY}
 
@@ -108,7 +133,13 @@ class UserMean(_MeanModel):
 
 @register("item-mean")
 class ItemMean(_MeanModel):
-    """Predicts the item's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings."""
+    """Predicts the item's mean rating, shrunk to the global mean by ``damping`` pseudo-ratings.
+
+    Paper: none (a reference point).
+    Hyperparameters (defaults): ``damping=0.0``.
+    Defaults: ``damping=0`` (the plain mean), not tuned.
+    Consumes: interactions, ratings.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {"damping": PENALTY}
 
@@ -128,6 +159,12 @@ class BaselineOnly(_MeanModel):
     Each epoch sets ``b_i = sum_u (r_ui - mu - b_u) / (reg_item + n_i)`` then
     ``b_u = sum_i (r_ui - mu - b_i) / (reg_user + n_u)`` (Koren 2010, as in Surprise's
     BaselineOnly with ALS; defaults match its reg_i=10, reg_u=15, 10 epochs).
+
+    Paper: Koren, "Factor in the neighbors", TKDD 2010.
+    Hyperparameters (defaults): ``reg_user=15.0``, ``reg_item=10.0``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``.
+    Defaults: Surprise's BaselineOnly with ALS (see above).
+    Consumes: interactions, ratings.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {

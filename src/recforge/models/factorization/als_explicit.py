@@ -22,6 +22,14 @@ class ExplicitALS(AlternatingLeastSquares):
     10% of ML-100K ``u1.base``/``u2.base``; grid over factors 2..50 and reg 0.05..0.3; mean
     validation RMSE 0.928). Without bias terms the first factors must model the user and
     item offsets, and more factors overfit at every regularisation tried.
+
+    Paper: Zhou et al., "Large-scale parallel collaborative filtering for the Netflix Prize",
+        AAIM 2008.
+    Hyperparameters (defaults): ``factors=3``, ``reg=0.07``, ``init_std=0.1``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=15``,
+        ``patience=3``.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     weighted_reg = True

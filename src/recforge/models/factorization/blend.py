@@ -114,6 +114,15 @@ class LinearBlend(Recommender):
     the ridge penalty; with ``refit`` the members are refitted on the whole training data
     after the weights are fitted (better members, twice the fitting time). A ``valid`` split
     given to `fit` is not used: the blending set always comes from ``train``.
+
+    Paper: Töscher, Jahrer & Bell, "The BigChaos solution to the Netflix Grand Prize", 2009.
+    Hyperparameters (defaults): ``models=None``, ``params=None``, ``valid_fraction=0.1``,
+        ``alpha=1.0``, ``refit=True``; training (`recforge.nn.TrainingConfig`, the rest at its
+        defaults): its defaults.
+    Defaults: the members (`DEFAULT_MEMBERS`) were chosen on validation splits carved from
+        training data only, never a test split; ``alpha`` and ``valid_fraction`` are
+        conventional, not tuned.
+    Consumes: interactions, ratings.
     """
 
     requires_ratings = True

@@ -171,6 +171,15 @@ class BPR(FactorModel, IterativeRecommender):
     users x 1000 items x 100k), by sampled-99 HR@10 and full-ranking NDCG@10 over learning
     rates {0.01, 0.05, 0.1}, L2 {0.001, 0.003, 0.01, 0.03} and 30 vs 100 epochs; 100 epochs
     were within noise of 30 on both sets.
+
+    Paper: Rendle et al., "BPR: Bayesian personalized ranking from implicit feedback", UAI
+        2009.
+    Hyperparameters (defaults): ``factors=64``, ``reg=0.01``, ``reg_bias=0.01``,
+        ``init_std=0.1``, ``hogwild=False``, ``n_shards=8``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``learning_rate=0.05``,
+        ``epochs=30``, ``threads=0``.
+    Defaults: chosen as described above.
+    Consumes: interactions.
     """
 
     has_item_bias = True

@@ -197,6 +197,15 @@ class ImplicitALS(FactorModel, IterativeRecommender):
     binary values, linear vs log scaling and 15 vs 30 epochs (raw ratings and log scaling
     were within noise of binary linear confidence on ML-100K; weak regularization, 0.1 to 1,
     scored lower on both sets).
+
+    Paper: Hu, Koren & Volinsky, "Collaborative filtering for implicit feedback datasets", ICDM
+        2008.
+    Hyperparameters (defaults): ``factors=64``, ``reg=30.0``, ``alpha=3.0``,
+        ``scaling='linear'``, ``epsilon=1.0``, ``use_values=False``, ``solver='cg'``,
+        ``cg_steps=3``, ``init_std=0.01``; training (`recforge.nn.TrainingConfig`, the rest at
+        its defaults): ``epochs=15``, ``threads=0``, ``patience=3``.
+    Defaults: chosen as described above.
+    Consumes: interactions.
     """
 
     #: ``cg_steps`` is bounded like a width: CG solves a ``factors``-sized system exactly in at

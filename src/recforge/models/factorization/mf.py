@@ -132,6 +132,14 @@ class BiasedMF(FactorRatingModel):
     synchronisation costs more than it saves; on 10M synthetic ratings ``strata=8`` fitted
     in 93 s against 119 s for serial SGD on 2 busy shared cores, with the same held-out RMSE
     (benchmarks/bench_rating.py; an earlier, busier run measured 123 s against 353 s).
+
+    Paper: Koren, Bell & Volinsky, IEEE Computer 2009 (Funk's SGD).
+    Hyperparameters (defaults): ``factors=100``, ``lr_decay=0.97``, ``reg=0.1``,
+        ``reg_bias=0.01``, ``init_std=0.05``, ``strata=None``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=40``,
+        ``learning_rate=0.02``.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {
@@ -266,6 +274,13 @@ class BiasedMFALS(AlternatingLeastSquares):
     Defaults chosen like `BiasedMF`'s, on the validation carves of ML-100K ``u1.base`` and
     ``u2.base`` (grid over factors 2..50, reg 5..20, reg_bias 2..10; mean RMSE 0.917): ALS
     overfits with more than a few factors at these regularisations.
+
+    Paper: Koren, Bell & Volinsky, IEEE Computer 2009.
+    Hyperparameters (defaults): ``factors=3``, ``reg=7.0``, ``reg_bias=2.0``, ``init_std=0.1``;
+        training (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=30``,
+        ``patience=3``.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {"reg_bias": PENALTY}

@@ -32,6 +32,13 @@ class TruncatedSVD(FactorScorer):
     ``factors`` was chosen on validation splits carved from training data (per-user random
     10% of ML-100K ``u1.base``/``u2.base``); the baseline regularisation matches
     `BaselineOnly`'s defaults.
+
+    Paper: Sarwar et al., "Application of dimensionality reduction in recommender systems",
+        WebKDD 2000.
+    Hyperparameters (defaults): ``factors=10``, ``reg_user=15.0``, ``reg_item=10.0``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): its defaults.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {

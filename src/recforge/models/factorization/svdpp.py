@@ -34,6 +34,13 @@ class SVDpp(FactorRatingModel):
     ``u2.base``: a grid, then a 40-point random search over factors, lr, decay, the three
     regularisers and ``init_std``; confirmed on the carves of ``u3..u5.base``, mean validation
     RMSE 0.903). A small ``init_std`` mattered most.
+
+    Paper: Koren, "Factorization meets the neighborhood", KDD 2008.
+    Hyperparameters (defaults): ``factors=100``, ``lr_decay=0.98``, ``reg=0.05``,
+        ``reg_implicit=0.1``, ``reg_bias=0.05``, ``init_std=0.01``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``learning_rate=0.01``.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {

@@ -152,7 +152,18 @@ class LightGCN(TorchRecommender):
     initial embeddings; ``uniform_users``: each epoch's positives drawn user-uniformly (else
     every training interaction once). Training parameters: see `recforge.nn.TrainingConfig`
     (``loss`` is ``bpr``, with ``negatives`` triples per positive; ``compile`` does not
-    apply: the propagation is a custom sparse product)."""
+    apply: the propagation is a custom sparse product).
+
+    Paper: He et al., "LightGCN", SIGIR 2020.
+    Hyperparameters (defaults): ``embedding_dim=64``, ``layers=3``, ``reg=0.001``,
+        ``init_std=0.1``, ``uniform_users=True``; training (`recforge.nn.TrainingConfig`, the
+        rest at its defaults): ``epochs=200``, ``train_batch_size=8192``,
+        ``learning_rate=0.01``, ``loss='bpr'``, ``negatives=1``.
+    Defaults: ``reg``, the learning rate, batch size, sampler and epochs from validation curves
+        on validation splits carved from training data only, never a test split (module
+        docstring).
+    Consumes: interactions.
+    """
 
     training_defaults: ClassVar[dict[str, Any]] = {
         "loss": "bpr", "negatives": 1, "learning_rate": 0.01, "train_batch_size": 8192,

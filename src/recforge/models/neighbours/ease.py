@@ -91,6 +91,12 @@ class EASE(ItemSimilarityMixin, Recommender):
     ``dropout`` (in ``[0, 1)``) adds the EDLAE regulariser ``p / (1 - p) n_j`` to item ``j``;
     ``weight_exponent`` (``>= 0``) fits on ``X diagMat(n_j ** -weight_exponent)`` (module
     docstring).
+
+    Paper: Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
+    Hyperparameters (defaults): ``reg=30.0``, ``dtype='float64'``, ``dropout=0.0``,
+        ``weight_exponent=0.3``.
+    Defaults: chosen as described above.
+    Consumes: interactions.
     """
 
     param_rules: ClassVar[dict[str, Rule]] = {

@@ -214,7 +214,16 @@ def _sparse(values: np.ndarray, rows: np.ndarray, cols: np.ndarray,
 @register("user-knn")
 class UserKNN(_RatingKNN):
     """User-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=True``); the
-    adjusted cosine (centred on user means) is an item-item measure."""
+    adjusted cosine (centred on user means) is an item-item measure.
+
+    Paper: Herlocker et al., SIGIR 1999; Koren, TKDD 2010.
+    Hyperparameters (defaults): ``k=40``, ``similarity='pearson-baseline'``,
+        ``prediction='baseline-centred'``, ``shrinkage=100.0``, ``min_support=1``, ``min_k=1``,
+        ``max_neighbors=None``.
+    Defaults: Surprise's KNNBaseline, kept after a grid on validation splits carved from
+        training data only, never a test split (`_RatingKNN`).
+    Consumes: interactions, ratings.
+    """
 
     user_based = True
     param_rules: ClassVar[dict[str, Rule]] = {
@@ -225,7 +234,16 @@ class UserKNN(_RatingKNN):
 @register("item-knn")
 class ItemKNN(ItemSimilarityMixin, _RatingKNN):
     """Item-based rating kNN (KNNWithMeans / KNNBaseline with ``user_based=False``);
-    `similar_items` reads the item-item similarity matrix."""
+    `similar_items` reads the item-item similarity matrix.
+
+    Paper: Sarwar et al., WWW 2001; Koren, TKDD 2010.
+    Hyperparameters (defaults): ``k=40``, ``similarity='pearson-baseline'``,
+        ``prediction='baseline-centred'``, ``shrinkage=100.0``, ``min_support=1``, ``min_k=1``,
+        ``max_neighbors=None``.
+    Defaults: Surprise's KNNBaseline, kept after a grid on validation splits carved from
+        training data only, never a test split (`_RatingKNN`).
+    Consumes: interactions, ratings.
+    """
 
     user_based = False
 
@@ -279,7 +297,15 @@ class _ImplicitKNN(Recommender):
 
 @register("user-knn-implicit")
 class UserKNNImplicit(_ImplicitKNN):
-    """User-based top-N kNN: ``score(u, j) = sum_{v in N^k(u)} s(u, v) x(v, j)``."""
+    """User-based top-N kNN: ``score(u, j) = sum_{v in N^k(u)} s(u, v) x(v, j)``.
+
+    Paper: Sarwar et al., "Analysis of recommendation algorithms for e-commerce", EC 2000.
+    Hyperparameters (defaults): ``k=20``, ``similarity='dot'``, ``weighting='bm25'``,
+        ``shrinkage=0.0``, ``bm25_k1=1.2``, ``bm25_b=0.75``, ``alpha=0.5``.
+    Defaults: by sampled-99 HR@10 on leave-last-out validation splits carved from training data
+        only, never a test split (`_ImplicitKNN`).
+    Consumes: interactions.
+    """
 
     user_based = True
 
@@ -304,6 +330,13 @@ class ItemKNNImplicit(ItemSimilarityMixin, _ImplicitKNN):
     beat the history one by 0.03-0.07 at every setting tried; row-normalising the similarity,
     a locality exponent and shrinkage did not help. The user-based model keeps the defaults of
     `_ImplicitKNN` (BM25, dot, k=20).
+
+    Paper: Deshpande & Karypis, TOIS 2004.
+    Hyperparameters (defaults): ``k=200``, ``similarity='cosine'``, ``weighting='none'``,
+        ``shrinkage=0.0``, ``bm25_k1=1.2``, ``bm25_b=0.75``, ``alpha=0.2``,
+        ``neighbourhood='candidate'``.
+    Defaults: chosen as described above.
+    Consumes: interactions.
     """
 
     user_based = False

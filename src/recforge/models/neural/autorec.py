@@ -104,6 +104,13 @@ class AutoRec(IterativeRecommender):
     100/200/300 at a fixed 120 L-BFGS steps (mean of the u1/u2 carves 0.940,
     0.902, 0.903; synthetic 0.840 at 100 with 200 steps, 0.842 at 200, 0.858 at 300); 500
     hidden units as in the paper (250: 0.898 on the u1 carve at reg 300).
+
+    Paper: Sedhain et al., "AutoRec: autoencoders meet collaborative filtering", WWW 2015.
+    Hyperparameters (defaults): ``hidden=500``, ``reg=200.0``, ``lbfgs_steps=10``,
+        ``init_std=0.03``; training (`recforge.nn.TrainingConfig`, the rest at its defaults):
+        ``epochs=12``, ``patience=3``.
+    Defaults: chosen as described above.
+    Consumes: interactions, ratings.
     """
 
     requires_ratings = True

@@ -267,7 +267,16 @@ class _NCF(TorchRecommender):
 class GMF(_NCF):
     """Generalized Matrix Factorization (He et al., WWW 2017): ``sigma(h . (p_u * q_i) + b)``.
 
-    Training parameters: see `recforge.nn.TrainingConfig`."""
+    Training parameters: see `recforge.nn.TrainingConfig`.
+
+    Paper: He et al., "Neural Collaborative Filtering", WWW 2017.
+    Hyperparameters (defaults): ``factors=32``, ``init_std=0.01``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=12``,
+        ``learning_rate=0.003``, ``weight_decay=1e-05``.
+    Defaults: from per-epoch validation curves on validation splits carved from training data
+        only, never a test split (module docstring).
+    Consumes: interactions.
+    """
 
     head = "gmf"
     param_rules: ClassVar[dict[str, Rule]] = {"factors": WIDTH}
@@ -288,7 +297,15 @@ class MLP(_NCF):
     """The NCF multi-layer perceptron (He et al., WWW 2017) over ``[p_u, q_i]``.
 
     ``layers``: the concatenated embedding width, then the hidden widths (ReLU).
-    Training parameters: see `recforge.nn.TrainingConfig`."""
+    Training parameters: see `recforge.nn.TrainingConfig`.
+
+    Paper: He et al., "Neural Collaborative Filtering", WWW 2017.
+    Hyperparameters (defaults): ``layers=(128,64,32,16)``, ``init_std=0.01``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``learning_rate=0.003``.
+    Defaults: from per-epoch validation curves on validation splits carved from training data
+        only, never a test split (module docstring).
+    Consumes: interactions.
+    """
 
     head = "mlp"
     param_rules: ClassVar[dict[str, Rule]] = {"layers": LAYERS}
@@ -309,7 +326,17 @@ class DotMF(_NCF):
     """Dot-product matrix factorisation ``sigma(p_u . q_i + b_u + b_i)`` trained with the NCF
     loss and sampler (the baseline of Rendle et al., RecSys 2020).
 
-    Training parameters: see `recforge.nn.TrainingConfig`."""
+    Training parameters: see `recforge.nn.TrainingConfig`.
+
+    Paper: Rendle, Krichene, Zhang & Anderson, "Neural Collaborative Filtering vs. Matrix
+        Factorization Revisited", RecSys 2020.
+    Hyperparameters (defaults): ``factors=32``, ``init_std=0.01``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=12``,
+        ``learning_rate=0.003``.
+    Defaults: from per-epoch validation curves on validation splits carved from training data
+        only, never a test split (module docstring).
+    Consumes: interactions.
+    """
 
     head = "dot"
     param_rules: ClassVar[dict[str, Rule]] = {"factors": WIDTH}
@@ -340,7 +367,17 @@ class NeuMF(_NCF):
     With a ``checkpoint_dir`` they checkpoint to its ``gmf``/``mlp`` subfolders. The training
     defaults (one epoch of SGD at 0.01) are the fine-tuning ones; from scratch
     (``pretrain=False``) use e.g. ``optimizer="adam", learning_rate=0.001, epochs=11``, the
-    setting validated for that case. Training parameters: see `recforge.nn.TrainingConfig`."""
+    setting validated for that case. Training parameters: see `recforge.nn.TrainingConfig`.
+
+    Paper: He et al., "Neural Collaborative Filtering", WWW 2017.
+    Hyperparameters (defaults): ``factors=32``, ``layers=(128,64,32,16)``, ``init_std=0.01``,
+        ``pretrain=True``, ``alpha=0.5``, ``gmf_params=None``, ``mlp_params=None``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=1``,
+        ``optimizer='sgd'``, ``learning_rate=0.01``.
+    Defaults: from per-epoch validation curves on validation splits carved from training data
+        only, never a test split (module docstring).
+    Consumes: interactions.
+    """
 
     head = "neumf"
     param_rules: ClassVar[dict[str, Rule]] = {

@@ -73,7 +73,23 @@ CROSS_LAYERS = Integer(1, MAX_CROSS_LAYERS)
 
 @register("dcn")
 class DCN(_CrossModel):
-    """DCN (module docstring): ``cross_layers`` cross layers beside an MLP of ``layers``."""
+    """DCN (module docstring): ``cross_layers`` cross layers beside an MLP of ``layers``.
+
+    Paper: Wang et al., "Deep & Cross Network for ad click predictions", ADKDD 2017.
+    Hyperparameters (defaults): ``cross_layers=3``, ``embedding_dim=16``, ``init_std=0.0001``,
+        ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``, ``fields=None``,
+        ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {"cross_layers": CROSS_LAYERS}
 
@@ -88,7 +104,24 @@ class DCN(_CrossModel):
 @register("dcn-v2")
 class DCNV2(_CrossModel):
     """DCN-V2 (module docstring): ``cross_layers`` cross layers, full rank (``rank`` None) or
-    a mixture of ``experts`` rank-``rank`` experts, ``structure`` parallel or stacked."""
+    a mixture of ``experts`` rank-``rank`` experts, ``structure`` parallel or stacked.
+
+    Paper: Wang et al., "DCN V2", WWW 2021.
+    Hyperparameters (defaults): ``cross_layers=3``, ``rank=None``, ``experts=4``,
+        ``structure='parallel'``, ``embedding_dim=16``, ``init_std=0.0001``,
+        ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``, ``fields=None``,
+        ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept; ``experts=4`` as in the paper.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {
         "cross_layers": CROSS_LAYERS, "rank": Optional(Integer(1, MAX_WIDTH)),

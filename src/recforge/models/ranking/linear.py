@@ -46,7 +46,21 @@ class _FMModule(nn.Module):
 
 @register("logistic-regression")
 class LogisticRegression(ClickModel):
-    """Logistic regression: a bias plus one weight per feature value (module docstring)."""
+    """Logistic regression: a bias plus one weight per feature value (module docstring).
+
+    Paper: none (the baseline of every click-model paper).
+    Hyperparameters (defaults): ``init_std=0.0001``, ``fields=None``, ``tasks=None``,
+        ``task_weights=None``, ``history_length=20``, ``score_rows=65536``,
+        ``codec_rows=1048576``; training (`recforge.nn.TrainingConfig`, the rest at its
+        defaults): ``epochs=10``, ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     click_params: ClassVar[tuple[str, ...]] = ("init_std", "fields", "tasks", "task_weights",
                                                "history_length", "score_rows", "codec_rows")
@@ -61,7 +75,22 @@ class LogisticRegression(ClickModel):
 @register("fm")
 class FactorizationMachine(ClickModel):
     """Factorization machine of order 2 (module docstring); ``embedding_dim`` is the width
-    of the factors."""
+    of the factors.
+
+    Paper: Rendle, "Factorization machines", ICDM 2010.
+    Hyperparameters (defaults): ``embedding_dim=16``, ``init_std=0.0001``, ``fields=None``,
+        ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     click_params: ClassVar[tuple[str, ...]] = ("embedding_dim", "init_std", "fields", "tasks",
                                                "task_weights", "history_length",

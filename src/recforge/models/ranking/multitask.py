@@ -129,7 +129,23 @@ EXPERTS = Integer(1, MAX_EXPERTS)
 @register("shared-bottom")
 class SharedBottom(_MultiTaskModel):
     """Shared-bottom multi-task model (module docstring): the bottom MLP's widths are
-    ``layers``, each task's tower's ``tower_layers``."""
+    ``layers``, each task's tower's ``tower_layers``.
+
+    Paper: Caruana, "Multitask learning", Machine Learning 1997.
+    Hyperparameters (defaults): ``tower_layers=(64,)``, ``embedding_dim=16``,
+        ``init_std=0.0001``, ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``,
+        ``fields=None``, ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     def __init__(self, tower_layers: tuple[int, ...] = (64,), **common: Any):
         self.tower_layers = tower_layers
@@ -142,7 +158,24 @@ class SharedBottom(_MultiTaskModel):
 @register("mmoe")
 class MMoE(_MultiTaskModel):
     """MMoE (module docstring): ``experts`` expert MLPs of widths ``layers``, a softmax gate
-    and a tower of ``tower_layers`` per task."""
+    and a tower of ``tower_layers`` per task.
+
+    Paper: Ma et al., "Modeling task relationships in multi-task learning with multi-gate
+        mixture-of-experts", KDD 2018.
+    Hyperparameters (defaults): ``experts=3``, ``tower_layers=(64,)``, ``embedding_dim=16``,
+        ``init_std=0.0001``, ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``,
+        ``fields=None``, ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {"experts": EXPERTS}
 
@@ -159,7 +192,24 @@ class MMoE(_MultiTaskModel):
 @register("ple")
 class PLE(_MultiTaskModel):
     """PLE (module docstring): ``levels`` extraction layers of ``shared_experts`` shared and
-    ``task_experts`` per-task expert MLPs of widths ``layers``; towers of ``tower_layers``."""
+    ``task_experts`` per-task expert MLPs of widths ``layers``; towers of ``tower_layers``.
+
+    Paper: Tang et al., "Progressive Layered Extraction", RecSys 2020.
+    Hyperparameters (defaults): ``levels=2``, ``shared_experts=1``, ``task_experts=1``,
+        ``tower_layers=(64,)``, ``embedding_dim=16``, ``init_std=0.0001``,
+        ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``, ``fields=None``,
+        ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {
         "levels": Integer(1, MAX_LEVELS), "shared_experts": Integer(0, MAX_EXPERTS),

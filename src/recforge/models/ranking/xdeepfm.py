@@ -45,7 +45,23 @@ class XDeepFMModule(nn.Module):
 @register("xdeepfm")
 class XDeepFM(ClickModel):
     """xDeepFM (module docstring): ``cin_layers`` the feature maps of each CIN layer (at least
-    2, half of them passed on), ``layers`` the MLP's hidden widths."""
+    2, half of them passed on), ``layers`` the MLP's hidden widths.
+
+    Paper: Lian et al., "xDeepFM", KDD 2018.
+    Hyperparameters (defaults): ``cin_layers=(128,128)``, ``embedding_dim=16``,
+        ``init_std=0.0001``, ``layers=(256,128)``, ``dropout=0.0``, ``batch_norm=False``,
+        ``fields=None``, ``tasks=None``, ``task_weights=None``, ``history_length=20``,
+        ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``patience=2``.
+    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
+        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
+        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
+        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
+        were kept; ``cin_layers`` as in the paper's code.
+    Consumes: interactions; trained on `Events` (labels, context) or on interactions as
+        implicit feedback, reading the side tables.
+    """
 
     param_rules: ClassVar[dict[str, Rule]] = {
         "cin_layers": SequenceRule(Integer(2, MAX_WIDTH), min_len=1, max_len=16),

@@ -269,7 +269,21 @@ class TwoTower(TorchRecommender):
     (``"file-order"``, the default of the leave-last-out split; ``"item-id"``, the rule of
     the figures before issue 11; ``"random"``, seeded by ``seed``). Training parameters: see
     `recforge.nn.TrainingConfig`; ``chunk_rows`` must be None (each example carries its
-    per-event history, so the epoch is built in memory)."""
+    per-event history, so the epoch is built in memory).
+
+    Paper: Covington et al., RecSys 2016; Yi et al., "Sampling-bias-corrected neural modeling",
+        RecSys 2019.
+    Hyperparameters (defaults): ``layers=(128,64)``, ``id_dim=64``, ``cat_dim=16``,
+        ``history_length=20``, ``temperature=0.1``, ``learn_temperature=False``, ``logq=True``,
+        ``remove_accidental_hits=True``, ``uniform_negatives=0``, ``hard_negatives=0``,
+        ``id_dropout=0.1``, ``text_method='auto'``, ``text_columns=('title',)``,
+        ``category_prefix=None``, ``ties='file-order'``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
+        ``learning_rate=0.003``.
+    Defaults: on validation splits carved from training data only, never a test split (module
+        docstring).
+    Consumes: interactions; reads the user and item side tables when present.
+    """
 
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "train_batch_size": 1024,
                                                    "learning_rate": 0.003}

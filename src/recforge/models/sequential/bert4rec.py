@@ -45,7 +45,17 @@ class BERT4Rec(SequentialRecommender):
     ``embedding_dim``; ``blocks``; ``heads`` (dividing ``embedding_dim``); ``dropout``;
     ``mask_probability``: share of items masked in training; ``loss``: ``ce``, ``bce`` or
     ``sampled-softmax``; ``negatives``; ``ties``: the tie rule of equal timestamps.
-    Training parameters: `recforge.nn.TrainingConfig`."""
+    Training parameters: `recforge.nn.TrainingConfig`.
+
+    Paper: Sun et al., "BERT4Rec", CIKM 2019.
+    Hyperparameters (defaults): ``history_length=50``, ``embedding_dim=64``, ``blocks=2``,
+        ``heads=2``, ``dropout=0.1``, ``mask_probability=0.2``, ``ties='file-order'``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``loss='ce'``, ``epochs=60``,
+        ``train_batch_size=128``, ``learning_rate=0.003``, ``negatives=1``.
+    Defaults: the epochs from validation curves on validation splits carved from training data
+        only, never a test split (module docstring, BENCHMARKS.md).
+    Consumes: interactions, sequences.
+    """
 
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 60, "train_batch_size": 128, "learning_rate": 0.003, "negatives": 1}

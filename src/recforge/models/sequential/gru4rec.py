@@ -125,7 +125,16 @@ class GRU4Rec(SequentialRecommender):
     ``top1-max``; ``negatives``: additional sampled items per step (the max losses);
     ``reg``: BPR-max's score regularisation; ``ties``: the tie rule of equal timestamps.
     ``train_batch_size`` is the number of parallel lanes. Training parameters:
-    `recforge.nn.TrainingConfig`."""
+    `recforge.nn.TrainingConfig`.
+
+    Paper: Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018.
+    Hyperparameters (defaults): ``history_length=200``, ``embedding_dim=128``, ``dropout=0.3``,
+        ``reg=1.0``, ``ties='file-order'``; training (`recforge.nn.TrainingConfig`, the rest at
+        its defaults): ``loss='ce'``, ``epochs=6``, ``train_batch_size=64``, ``negatives=128``.
+    Defaults: on validation splits carved from training data only, never a test split (module
+        docstring).
+    Consumes: interactions, sequences.
+    """
 
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 6, "train_batch_size": 64, "learning_rate": 0.001, "negatives": 128}

@@ -43,7 +43,16 @@ class SASRec(SequentialRecommender):
     transformer layers; ``heads``: attention heads (dividing ``embedding_dim``);
     ``dropout``; ``loss``: ``bce``, ``ce`` or ``sampled-softmax``; ``negatives``: per position
     (``bce``) or per batch (``sampled-softmax``); ``ties``: the tie rule of equal timestamps
-    (`recforge.models.sequential.base`). Training parameters: `recforge.nn.TrainingConfig`."""
+    (`recforge.models.sequential.base`). Training parameters: `recforge.nn.TrainingConfig`.
+
+    Paper: Kang & McAuley, "Self-attentive sequential recommendation", ICDM 2018.
+    Hyperparameters (defaults): ``history_length=50``, ``embedding_dim=64``, ``blocks=2``,
+        ``heads=1``, ``dropout=0.2``, ``ties='file-order'``; training
+        (`recforge.nn.TrainingConfig`, the rest at its defaults): ``loss='ce'``, ``epochs=30``,
+        ``train_batch_size=128``, ``learning_rate=0.003``, ``negatives=1``.
+    Defaults: on a validation split carved from ML-100K's training data (module docstring).
+    Consumes: interactions, sequences.
+    """
 
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 30, "train_batch_size": 128, "learning_rate": 0.003, "negatives": 1}
