@@ -153,3 +153,37 @@ def test_own_model_how_to_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     items, scores = model.recommend([0, 1], k=5)
     assert items.shape == (2, 5) and (scores[:, :-1] >= scores[:, 1:]).all()
     assert issubclass(namespace["TestCooccurrence"], namespace["ModelContract"])
+
+
+def test_every_model_docstring_states_paper_hyperparameters_defaults_and_consumes() -> None:
+    """Each registered model under `recforge.models` documents, in its class docstring, its
+    paper, every hyperparameter with its default value (the training parameters that differ
+    from `recforge.nn.TrainingConfig`'s), how the defaults were chosen and what it consumes
+    (as `Model.consumes` declares)."""
+    import dataclasses
+    import importlib
+
+    from recforge.models.registry import BUILTIN
+    from recforge.nn.trainer import TrainingConfig
+
+    training = {field.name: field.default for field in dataclasses.fields(TrainingConfig)}
+    problems = []
+    for name, target in BUILTIN.items():
+        module, cls_name = target.split(":")
+        if not module.startswith("recforge.models."):
+            continue
+        cls = getattr(importlib.import_module(module), cls_name)
+        doc = " ".join((cls.__doc__ or "").split())
+        problems += [f"{name}: no {section!r}" for section in
+                     ("Paper:", "Hyperparameters (defaults):", "Defaults:", "Consumes:")
+                     if section not in doc]
+        for param, value in cls().get_params().items():
+            if param == "seed" or training.get(param, object()) == value:
+                continue
+            shown = repr(value).replace(", ", ",") if isinstance(value, tuple) else repr(value)
+            if f"``{param}={shown}``" not in doc:
+                problems.append(f"{name}: {param}={shown} not stated")
+        consumes = doc.split("Consumes:", 1)[-1]
+        problems += [f"{name}: consumes {c!r} not stated" for c in sorted(cls.consumes)
+                     if c not in consumes]
+    assert problems == []
