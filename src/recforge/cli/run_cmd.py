@@ -29,6 +29,16 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--timeout", type=positive_seconds, default=None,
                       help="stop after this many seconds")
     tune.add_argument("--out", default=None, help="output folder (default: runs/<name>-tune-<time>)")
+    tune.add_argument("--storage", default=None, metavar="URL",
+                      help="share the study through this database (sqlite:///study.db, "
+                           "postgresql://...): several processes search together")
+    tune.add_argument("--study-name", default=None,
+                      help="the study's name in --storage (default: the experiment's name)")
+    tune.add_argument("--worker", action="store_true",
+                      help="run trials of the shared study and write nothing (the command "
+                           "without --worker writes the result, once)")
+    tune.add_argument("--pruner", default="none", choices=("none", "median", "hyperband"),
+                      help="stop hopeless trials from per-epoch validation (iterative models)")
     tune.set_defaults(func=cmd_tune)
 
 
@@ -84,7 +94,10 @@ def print_leaderboard(record: ExperimentRecord, results: dict[str, Any]) -> None
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    import os
+
     from recforge.experiments.tune import (
+        Search,
         format_params,
         require_optuna,
         tune_experiment,
@@ -93,10 +106,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment)
     require_optuna()
+    # a worker's sampler is seeded by its process id, so concurrent workers differ
+    search = Search(args.storage, args.study_name, os.getpid() if args.worker else None,
+                    args.pruner)
+    if args.worker:
+        if args.out:
+            raise ValueError("--out: a --worker writes nothing; the command without "
+                             "--worker writes the result")
+        tune_experiment(experiment, trials=args.trials, timeout=args.timeout, step=phase,
+                        notify=console.print, search=search)
+        console.print(f"worker done: study {args.study_name or experiment.experiment.name} "
+                      f"in {args.storage}")
+        return 0
     out = Path(args.out) if args.out else default_run_dir(f"{experiment.experiment.name}-tune")
     with run_output(out, "tune") as folder:
         result = tune_experiment(experiment, trials=args.trials, timeout=args.timeout,
-                                 step=phase, notify=console.print)
+                                 step=phase, notify=console.print, search=search)
         write_tune_files(result, folder)
     console.print(f"best {result.metric} on the validation split: {result.best_value:.4f} "
                   f"with {format_params(result.best_params)}")
