@@ -20,7 +20,8 @@ estimators follow (and equal to 1e-6 in the tests). With ``w_i = pi(a_i | x_i) /
   target); `replay_policy` replays a learning `recforge.bandits.base.Policy` through the log.
 
 Each returns an `Estimate` with a percentile bootstrap confidence interval (rounds
-resampled; the reward model is not refitted) and the effective sample size: Kish's
+resampled, the same resamples for every estimator that `evaluate` runs together; the reward
+model is not refitted) and the effective sample size: Kish's
 ``(sum w)^2 / sum w^2`` for the weighted estimators, ``n`` for DM, the matches for replay.
 """
 
@@ -38,8 +39,8 @@ from recforge.params import SEED, Integer, Real
 
 ESTIMATORS = ("replay", "ips", "snips", "dm", "dr", "switch-dr")
 BOOTSTRAP = Integer(10, 100_000)
-#: rows x replicates gathered at once by the bootstrap
-_BOOT_BLOCK = 1 << 23
+#: rows x replicates counted at once by the bootstrap
+_BOOT_BLOCK = 1 << 22
 
 
 @dataclasses.dataclass
@@ -61,22 +62,34 @@ class Estimate:
         return dataclasses.asdict(self)
 
 
+def bootstrap_means(terms: np.ndarray, n_bootstrap: int = 200, seed: int = 0) -> np.ndarray:
+    """Column means of ``terms`` (``(n, c)``) over ``n_bootstrap`` resamples of its rows,
+    ``(n_bootstrap, c)``."""
+    n_bootstrap = BOOTSTRAP.check("n_bootstrap", n_bootstrap)
+    rng = np.random.default_rng(SEED.check("seed", seed))
+    n = len(terms)
+    step = max(1, _BOOT_BLOCK // max(n, 1))
+    out = []
+    for lo in range(0, n_bootstrap, step):
+        size = min(step, n_bootstrap - lo)
+        idx = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=size * n).reshape(size, n)
+        out.append(counts @ terms / n)  # each resample's row counts times the terms
+    return np.concatenate(out)
+
+
 def bootstrap(terms: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray],
               n_bootstrap: int = 200, level: float = 0.95, seed: int = 0
               ) -> tuple[float, float]:
     """Percentile interval of ``reduce(column means)`` over ``n_bootstrap`` resamples of the
     rows of ``terms`` (``(n, c)``; ``reduce`` maps ``(B, c)`` means to ``(B,)`` values)."""
-    n_bootstrap = BOOTSTRAP.check("n_bootstrap", n_bootstrap)
+    return _interval(reduce(bootstrap_means(terms, n_bootstrap, seed)), level)
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     level = Real(0, 1, low_open=True, high_open=True).check("level", level)
-    rng = np.random.default_rng(SEED.check("seed", seed))
-    n = len(terms)
-    step = max(1, _BOOT_BLOCK // max(n * terms.shape[1], 1))
-    values = []
-    for lo in range(0, n_bootstrap, step):
-        idx = rng.integers(0, n, (min(step, n_bootstrap - lo), n))
-        values.append(reduce(terms[idx].mean(axis=1)))
     tail = (1 - level) / 2
-    low, high = np.quantile(np.concatenate(values), [tail, 1 - tail])
+    low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)
 
 
@@ -127,11 +140,25 @@ def _dm_terms(logged: LoggedFeedback, dist: np.ndarray, q: np.ndarray) -> np.nda
     return (pi * q_pos).sum(axis=1) / pi.sum(axis=1)
 
 
-def _estimate(name: str, terms: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray],
-              ess: float, n_bootstrap: int, level: float, seed: int) -> Estimate:
-    value = float(reduce(terms.mean(axis=0)[None, :])[0])
-    low, high = bootstrap(terms, reduce, n_bootstrap, level, seed)
-    return Estimate(name, value, low, high, ess, len(terms))
+#: an estimator before its interval: name, per-round terms ``(n, c)``, the map from column
+#: means to the estimate, the effective sample size
+Parts = tuple[str, np.ndarray, Callable[[np.ndarray], np.ndarray], float]
+
+
+def _finish(parts: list[Parts], n_bootstrap: int, level: float, seed: int) -> list[Estimate]:
+    """The estimates with their bootstrap intervals; every estimator's terms are resampled
+    with the same rows (one resampling for all of them)."""
+    stacked = np.hstack([terms for _, terms, _, _ in parts])
+    means = bootstrap_means(stacked, n_bootstrap, seed)
+    full = stacked.mean(axis=0)[None, :]
+    out, lo = [], 0
+    for name, terms, reduce, ess in parts:
+        hi = lo + terms.shape[1]
+        low, high = _interval(reduce(means[:, lo:hi]), level)
+        out.append(Estimate(name, float(reduce(full[:, lo:hi])[0]), low, high, ess,
+                            len(terms)))
+        lo = hi
+    return out
 
 
 def _mean(means: np.ndarray) -> np.ndarray:
@@ -142,38 +169,27 @@ def _ratio(means: np.ndarray) -> np.ndarray:
     return means[:, 0] / means[:, 1]
 
 
-def ips(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
-        level: float = 0.95, seed: int = 0) -> Estimate:
-    """Inverse propensity scoring (module docstring)."""
+def _ips_parts(logged: LoggedFeedback, action_dist: Any) -> Parts:
     w = target_at_logged(logged, action_dist) / logged.propensities
-    return _estimate("ips", (w * logged.rewards)[:, None], _mean, _weighted_ess(w),
-                     n_bootstrap, level, seed)
+    return "ips", (w * logged.rewards)[:, None], _mean, _weighted_ess(w)
 
 
-def snips(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
-          level: float = 0.95, seed: int = 0) -> Estimate:
-    """Self-normalised inverse propensity scoring (module docstring)."""
+def _snips_parts(logged: LoggedFeedback, action_dist: Any) -> Parts:
     w = target_at_logged(logged, action_dist) / logged.propensities
     if w.sum() <= 0:
         raise InputError("snips: the target policy never takes a logged action (all "
                          "importance weights are 0)")
-    return _estimate("snips", np.stack([w * logged.rewards, w], axis=1), _ratio,
-                     _weighted_ess(w), n_bootstrap, level, seed)
+    return "snips", np.stack([w * logged.rewards, w], axis=1), _ratio, _weighted_ess(w)
 
 
-def direct_method(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, *,
-                  n_bootstrap: int = 200, level: float = 0.95, seed: int = 0) -> Estimate:
-    """The direct method with the reward model's predictions ``estimated_rewards`` (``(n,
-    n_actions[, len_list])``; `cross_fit_rewards` makes them)."""
+def _dm_parts(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any) -> Parts:
     dist = check_action_dist(logged, action_dist)
     terms = _dm_terms(logged, dist, _rewards_table(logged, estimated_rewards))
-    return _estimate("dm", terms[:, None], _mean, float(len(logged)), n_bootstrap, level, seed)
+    return "dm", terms[:, None], _mean, float(len(logged))
 
 
-def doubly_robust(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, *,
-                  tau: float = np.inf, n_bootstrap: int = 200, level: float = 0.95,
-                  seed: int = 0, name: str = "dr") -> Estimate:
-    """Doubly robust estimation; with a finite ``tau``, switch-DR (`switch_dr`)."""
+def _dr_parts(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any,
+              tau: float = np.inf, name: str = "dr") -> Parts:
     dist = check_action_dist(logged, action_dist)
     q = _rewards_table(logged, estimated_rewards)
     rows = np.arange(len(logged))
@@ -181,8 +197,51 @@ def doubly_robust(logged: LoggedFeedback, action_dist: Any, estimated_rewards: A
     q_logged = q[rows, logged.actions, np.minimum(logged.positions, q.shape[2] - 1)]
     correction = np.where(w <= tau, w * (logged.rewards - q_logged), 0.0)
     terms = _dm_terms(logged, dist, q) + correction
-    ess = _weighted_ess(np.where(w <= tau, w, 0.0))
-    return _estimate(name, terms[:, None], _mean, ess, n_bootstrap, level, seed)
+    return name, terms[:, None], _mean, _weighted_ess(np.where(w <= tau, w, 0.0))
+
+
+def _switch_parts(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any,
+                  tau: float) -> Parts:
+    tau = Real(0, low_open=True, allow_inf=True).check("tau", tau)
+    return _dr_parts(logged, action_dist, estimated_rewards, tau, "switch-dr")
+
+
+def _replay_parts(logged: LoggedFeedback, action_dist: Any) -> Parts:
+    if np.ptp(logged.propensities) > 1e-9 * logged.propensities.max():
+        raise InputError("replay needs uniformly logged data (one propensity for every "
+                         "round); use ips, snips or dr")
+    match = target_at_logged(logged, action_dist)
+    if match.sum() <= 0:
+        raise InputError("replay: the target policy never agrees with the log")
+    return "replay", np.stack([match * logged.rewards, match], axis=1), _ratio, float(
+        match.sum())
+
+
+def ips(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
+        level: float = 0.95, seed: int = 0) -> Estimate:
+    """Inverse propensity scoring (module docstring)."""
+    return _finish([_ips_parts(logged, action_dist)], n_bootstrap, level, seed)[0]
+
+
+def snips(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
+          level: float = 0.95, seed: int = 0) -> Estimate:
+    """Self-normalised inverse propensity scoring (module docstring)."""
+    return _finish([_snips_parts(logged, action_dist)], n_bootstrap, level, seed)[0]
+
+
+def direct_method(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, *,
+                  n_bootstrap: int = 200, level: float = 0.95, seed: int = 0) -> Estimate:
+    """The direct method with the reward model's predictions ``estimated_rewards`` (``(n,
+    n_actions[, len_list])``; `cross_fit_rewards` makes them)."""
+    return _finish([_dm_parts(logged, action_dist, estimated_rewards)], n_bootstrap, level,
+                   seed)[0]
+
+
+def doubly_robust(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, *,
+                  n_bootstrap: int = 200, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Doubly robust estimation (module docstring)."""
+    return _finish([_dr_parts(logged, action_dist, estimated_rewards)], n_bootstrap, level,
+                   seed)[0]
 
 
 def switch_dr(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, *,
@@ -190,9 +249,8 @@ def switch_dr(logged: LoggedFeedback, action_dist: Any, estimated_rewards: Any, 
               seed: int = 0) -> Estimate:
     """Switch-DR: the DR correction for rounds with importance weight ``<= tau`` only (the
     direct method alone where the weight is larger)."""
-    tau = Real(0, low_open=True, allow_inf=True).check("tau", tau)
-    return doubly_robust(logged, action_dist, estimated_rewards, tau=tau,
-                         n_bootstrap=n_bootstrap, level=level, seed=seed, name="switch-dr")
+    return _finish([_switch_parts(logged, action_dist, estimated_rewards, tau)], n_bootstrap,
+                   level, seed)[0]
 
 
 def replay(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
@@ -200,14 +258,7 @@ def replay(logged: LoggedFeedback, action_dist: Any, *, n_bootstrap: int = 200,
     """The replay method on uniformly logged data: ``sum_i pi(a_i|x_i) r_i / sum_i
     pi(a_i|x_i)`` (for a deterministic target, the mean reward where it agrees with the
     log). Refuses non-uniform logs (propensities that differ)."""
-    if np.ptp(logged.propensities) > 1e-9 * logged.propensities.max():
-        raise InputError("replay needs uniformly logged data (one propensity for every "
-                         "round); use ips, snips or dr")
-    match = target_at_logged(logged, action_dist)
-    if match.sum() <= 0:
-        raise InputError("replay: the target policy never agrees with the log")
-    return _estimate("replay", np.stack([match * logged.rewards, match], axis=1), _ratio,
-                     float(match.sum()), n_bootstrap, level, seed)
+    return _finish([_replay_parts(logged, action_dist)], n_bootstrap, level, seed)[0]
 
 
 def replay_policy(policy: Any, logged: LoggedFeedback, batch: int = 1) -> Estimate:
@@ -298,21 +349,15 @@ def evaluate(logged: LoggedFeedback, action_dist: Any, estimators: tuple[str, ..
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
         raise InputError(f"unknown estimator {unknown[0]!r}; valid: {', '.join(ESTIMATORS)}")
-    opts = {"n_bootstrap": n_bootstrap, "level": level, "seed": seed}
     needs_model = {"dm", "dr", "switch-dr"} & set(estimators)
     q = estimated_rewards
     if needs_model and q is None:
         q = cross_fit_rewards(logged, seed=seed)
-    out = {}
-    for name in estimators:
-        if name == "replay":
-            out[name] = replay(logged, action_dist, **opts)
-        elif name in ("ips", "snips"):
-            out[name] = (ips if name == "ips" else snips)(logged, action_dist, **opts)
-        elif name == "dm":
-            out[name] = direct_method(logged, action_dist, q, **opts)
-        elif name == "dr":
-            out[name] = doubly_robust(logged, action_dist, q, **opts)
-        else:
-            out[name] = switch_dr(logged, action_dist, q, tau=tau, **opts)
-    return out
+    build = {"replay": lambda: _replay_parts(logged, action_dist),
+             "ips": lambda: _ips_parts(logged, action_dist),
+             "snips": lambda: _snips_parts(logged, action_dist),
+             "dm": lambda: _dm_parts(logged, action_dist, q),
+             "dr": lambda: _dr_parts(logged, action_dist, q),
+             "switch-dr": lambda: _switch_parts(logged, action_dist, q, tau)}
+    parts = [build[name]() for name in estimators]
+    return {e.name: e for e in _finish(parts, n_bootstrap, level, seed)}
