@@ -478,9 +478,9 @@ def create_app(config: ServeConfig, data: Any = None) -> FastAPI:
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=read,
               responses={**unauthorized, **invalid})
-    async def recommend(body: RecommendRequest) -> RecommendResponse:
+    async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for a user (fresh history from the feature store) or a history."""
-        return service.recommend(body)
+        return _json(service.recommend(body))
 
     @app.get("/similar/{item}", response_model=SimilarResponse, dependencies=read,
              responses={**unauthorized, **invalid})
@@ -631,6 +631,13 @@ class _CountRequests:
             name = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route=name, status=str(status)).inc()
             self.metrics.latency.labels(route=name).observe(time.perf_counter() - start)
+
+
+def _json(model: BaseModel) -> Response:
+    """``model`` as a JSON response, serialised once by pydantic (the route's
+    ``response_model`` documents it; FastAPI's re-validation of a model the service built
+    itself is skipped on the hot path)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def _is_tag(part: Any) -> bool:
