@@ -259,10 +259,10 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
 def plot_curves(summaries: dict[str, dict[str, Any]], path: Path, what: str = "regret") -> Path:
     """Cumulative ``what`` (``regret`` or ``reward``) against rounds, one line per policy with
     a band of one standard deviation over seeds, written as a PNG."""
-    from recforge.report.figures import DPI, _figure, palette
+    from recforge.report.figures import DPI, new_figure, palette
 
     colours = palette(list(summaries))
-    fig = _figure(7, 4.2)
+    fig = new_figure(7, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for name, summary in summaries.items():
         curve = summary["curve"]

@@ -26,7 +26,7 @@ def palette(labels: list[str]) -> dict[str, tuple[float, ...]]:
     return {label: cmap(i % 10) for i, label in enumerate(labels)}
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -46,7 +46,7 @@ def metric_bars(values: pd.DataFrame, colours: dict, path: Path, low: pd.DataFra
                 high: pd.DataFrame | None = None, cols: int = 3) -> Path:
     """A panel per metric (columns), a bar per model (rows), whiskers from ``low``/``high``."""
     rows, cols = _grid(len(values.columns), cols)
-    fig = _figure(4 * cols, (0.3 * len(values) + 1.4) * rows)
+    fig = new_figure(4 * cols, (0.3 * len(values) + 1.4) * rows)
     y = np.arange(len(values))[::-1]
     for i, name in enumerate(values.columns):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -63,7 +63,7 @@ def metric_bars(values: pd.DataFrame, colours: dict, path: Path, low: pd.DataFra
 def cutoff_curves(curves: dict[str, dict[str, np.ndarray]], colours: dict, path: Path) -> Path:
     """Precision, Recall and NDCG against the cutoff K, one line per model."""
     names = list(next(iter(curves.values())))
-    fig = _figure(13, 3.8)
+    fig = new_figure(13, 3.8)
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
         for label, by_name in curves.items():
@@ -89,7 +89,7 @@ def _grouped_bars(ax, table: pd.DataFrame, colours: dict) -> None:
 
 def activity_buckets(table: pd.DataFrame, name: str, colours: dict, path: Path) -> Path:
     """A metric per bucket of users' training activity (grouped bars per model)."""
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     ax = fig.add_subplot()
     models = table.drop(columns="users")
     models.index = [f"{bucket}\n{users} users"
@@ -104,7 +104,7 @@ def activity_buckets(table: pd.DataFrame, name: str, colours: dict, path: Path) 
 def popularity_deciles(catalogue: np.ndarray, shares: dict[str, np.ndarray], colours: dict,
                        path: Path) -> Path:
     """Share of recommendations per catalogue popularity decile, beside training's share."""
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     ax = fig.add_subplot()
     x = np.arange(1, len(catalogue) + 1)
     ax.plot(x, catalogue, "k--", marker="s", label="training interactions")
@@ -133,7 +133,7 @@ def tsne_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], groups: np.ndarray
               legend: str, path: Path) -> Path:
     """Scatter of each model's 2-D item map, items coloured by their group (e.g. genre)."""
     rows, cols = _grid(len(maps), 2)
-    fig = _figure(6 * cols, 5.5 * rows)
+    fig = new_figure(6 * cols, 5.5 * rows)
     for i, (label, (xy, items)) in enumerate(maps.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
         top, colours = _group_colours(groups[items])
@@ -164,7 +164,7 @@ def training_curves(histories: dict[str, list[dict]], colours: dict, path: Path)
     other per-epoch figures (throughput, sample counts) are left out."""
     keys = {key for history in histories.values() for record in history for key in record}
     panels = ["loss", *sorted(filter(is_validation_metric, keys))]
-    fig = _figure(5 * len(panels), 3.8)
+    fig = new_figure(5 * len(panels), 3.8)
     for i, key in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         for label, history in histories.items():
@@ -183,7 +183,7 @@ def training_curves(histories: dict[str, list[dict]], colours: dict, path: Path)
 
 def tradeoff(curves: dict[str, pd.DataFrame], colours: dict, path: Path) -> Path:
     """NDCG@10 against intra-list diversity as MMR's lambda varies, points labelled."""
-    fig = _figure(7, 5)
+    fig = new_figure(7, 5)
     ax = fig.add_subplot()
     for label, table in curves.items():
         ax.plot(table["Diversity@10"], table["NDCG@10"], marker="o", color=colours[label],
