@@ -238,3 +238,21 @@ def test_health_ready_models(client: TestClient) -> None:
     models = client.get("/models").json()
     assert models["active"] == VERSIONS[-1]
     assert [v["name"] for v in models["versions"]] == list(VERSIONS)
+
+
+def test_a_ranker_reorders_the_candidates(tmp_path: Path) -> None:
+    from recforge.models.registry import create_model
+
+    data = synthetic_data()
+    ranker = create_model("most-popular").fit(data)
+    ranker.save(tmp_path / "ranker")
+    client = TestClient(make_app(tmp_path / "state", serve={"ranker": str(tmp_path / "ranker")}))
+    answer = client.post("/recommend", json={"user_id": "3", "k": 10,
+                                             "context": {"device": "web"}}).json()
+    counts = dict(zip(map(str, data.item_map.ids), data.item_counts))
+    popularity = [counts[i] for i in _ids(answer)]
+    assert popularity == sorted(popularity, reverse=True)  # the ranker's order
+    assert not set(_ids(answer)) & _training_items("3")
+    plain = TestClient(make_app(tmp_path / "plain")).post(
+        "/recommend", json={"user_id": "3", "k": 10}).json()
+    assert _ids(plain) != _ids(answer)

@@ -25,6 +25,7 @@ quality gauges. ``POST /events`` appends to the event log and applies to the fea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -83,7 +84,7 @@ class RecommendRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=1000, description="how many items to return")
     context: dict[str, str | int | float | bool] = Field(
         default={}, max_length=50, description="request context (time, device, ...), "
-                                               "logged with the request")
+                                               "given to the ranking model")
     filters: Filters = Field(default_factory=Filters, description="business rules")
 
 
@@ -280,7 +281,7 @@ class Service:
             n = max(self.config.serve["candidates"], request.k)
             items, scores, source = served.retrieve(user, fresh, n, excluded)
         with timer("rank"):
-            items, scores = served.rank(user, fresh, items, scores)
+            items, scores = served.rank(user, fresh, items, scores, request.context)
         with timer("rerank"):
             items, scores = self._rerank(served, items, scores)
         with timer("filter"):
@@ -418,8 +419,6 @@ class _StageTimer:
         self.metrics = metrics
 
     def __call__(self, stage: str) -> Any:
-        import contextlib
-
         @contextlib.contextmanager
         def timed() -> Any:
             start = time.perf_counter()

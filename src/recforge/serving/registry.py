@@ -171,12 +171,15 @@ class ServedModel:
                          for lo in range(0, len(users), 4096)])
         return self._user_vectors[user]
 
-    def rank(self, user: int, fresh: np.ndarray, items: np.ndarray,
-             scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates re-scored and re-ordered by the ranker (unchanged without one)."""
+    def rank(self, user: int, fresh: np.ndarray, items: np.ndarray, scores: np.ndarray,
+             context: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates re-scored and re-ordered by the ranker (unchanged without one),
+        which sees the user, the fresh history and the request's ``context`` columns."""
         if self.ranker is None or not len(items):
             return items, scores
-        batch = QueryBatch(np.array([user]), np.array([0, len(fresh)]), fresh.astype(np.int64))
+        columns = {name: np.array([value]) for name, value in (context or {}).items()}
+        batch = QueryBatch(np.array([user]), np.array([0, len(fresh)]), fresh.astype(np.int64),
+                           context=columns)
         ranked = np.asarray(self.ranker.score(batch, items[None, :]), dtype=np.float32)[0]
         order = np.argsort(-ranked, kind="stable")
         return items[order], ranked[order]
