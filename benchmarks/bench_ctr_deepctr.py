@@ -67,18 +67,23 @@ def recforge_run(name: str, parts: tuple, epochs: int, threads: int) -> dict[str
             "test_auc": roc_auc(test.label(LABEL), p)}
 
 
-def deepctr_inputs(parts: tuple) -> tuple[list[dict[str, np.ndarray]], list[Any]]:
-    """The same encoded inputs as recforge's, as DeepCTR-Torch feature columns."""
-    from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
+def deepctr_inputs(parts: tuple, auto_fields: bool = False,
+                   ) -> tuple[list[dict[str, np.ndarray]], list[Any]]:
+    """The same encoded inputs as recforge's, as DeepCTR-Torch feature columns: the fields of
+    `bench_ctr.fields`, or with ``auto_fields`` the click models' automatic ones
+    (`default_fields`: full zip code, standardised numeric age and release year)."""
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
 
     from recforge.data.codec import Field
-    from recforge.models.ranking.inputs import FeatureInputs
+    from recforge.models.ranking.inputs import FeatureInputs, default_fields
 
     train = parts[0]
-    inputs = FeatureInputs([Field(**f) for f in fields()], 20).fit(train)
+    declared = default_fields(train) if auto_fields else [Field(**f) for f in fields()]
+    inputs = FeatureInputs(declared, 20).fit(train)
     layout = inputs.layout
     columns: list[Any] = [SparseFeat(name, size, embedding_dim=16)
                           for name, size in layout.sparse]
+    columns += [DenseFeat(name, 1) for name in layout.numeric]
     (genre_name, genre_size), = layout.multihot
     columns.append(VarLenSparseFeat(SparseFeat(genre_name, genre_size + 1, embedding_dim=16),
                                     maxlen=genre_size, combiner="mean"))
@@ -90,6 +95,7 @@ def deepctr_inputs(parts: tuple) -> tuple[list[dict[str, np.ndarray]], list[Any]
     for part in parts:
         rows = inputs.events(part, part.history)
         x = {name: rows["sparse"][:, j] for j, (name, _) in enumerate(layout.sparse)}
+        x |= {name: rows["numeric"][:, j] for j, name in enumerate(layout.numeric)}
         genres = rows["multihot"]
         x[genre_name] = np.where(genres > 0, np.arange(1, genre_size + 1), 0)
         x["history"] = rows["history"]
@@ -153,6 +159,20 @@ def deepctr_converge(name: str, seed: int, parts: tuple, x: list, columns: list,
             "test": metrics(test, model.predict(x[2], batch_size=1 << 14).ravel())}
 
 
+def recforge_auto_fields(name: str, seed: int, parts: tuple, threads: int,
+                         params: dict[str, Any]) -> dict[str, Any]:
+    """`bench_ctr.run_model`'s record for a model on its automatic fields (no ``fields``)."""
+    train, valid, test = parts
+    model = create_model(name, seed=seed, threads=threads, **params)
+    start = time.perf_counter()
+    model.fit(train, valid)
+    return {"model": name, "seed": seed, "params": params, "fields": "automatic",
+            "best_epoch": model.best_epoch_, "epochs_run": len(model.history_),
+            "fit_seconds": round(time.perf_counter() - start, 1),
+            "valid": metrics(valid, model.predict_proba(valid)),
+            "test": metrics(test, model.predict_proba(test))}
+
+
 def converge(args: argparse.Namespace, parts: tuple, x: list, columns: list) -> dict[str, Any]:
     """Both libraries to convergence (module docstring, ``--converge``), seed by seed."""
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -165,7 +185,8 @@ def converge(args: argparse.Namespace, parts: tuple, x: list, columns: list) -> 
             if "recforge" in args.libraries:
                 params = {**COMMON, **extra, "epochs": args.max_epochs,
                           "patience": args.patience, **recforge_params}
-                runs.append(run_model(name, seed, parts, args.threads, params))
+                fit = recforge_auto_fields if args.auto_fields else run_model
+                runs.append(fit(name, seed, parts, args.threads, params))
                 print(json.dumps({k: runs[-1][k] for k in ("model", "seed", "best_epoch",
                                                             "test")}), flush=True)
             if "deepctr-torch" in args.libraries:
@@ -193,6 +214,9 @@ def main() -> None:
                         help="train to convergence with early stopping (module docstring)")
     parser.add_argument("--models", default="deepfm,dcn")
     parser.add_argument("--libraries", default="recforge,deepctr-torch")
+    parser.add_argument("--auto-fields", action="store_true",
+                        help="both libraries on the automatic fields (`deepctr_inputs`; "
+                             "recforge: no ``fields``); only with --converge")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--patience", type=int, default=2)
@@ -204,10 +228,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parts = split(args.data_dir)
-    x, columns = deepctr_inputs(parts)
+    if args.auto_fields and not args.converge:
+        parser.error("--auto-fields needs --converge")
+    x, columns = deepctr_inputs(parts, args.auto_fields)
     if args.converge:
         record = {"benchmark": "bench_ctr_deepctr --converge", "dataset": "ml-100k",
-                  "threads": args.threads, "common": COMMON,
+                  "threads": args.threads, "common": COMMON, "auto_fields": args.auto_fields,
                   "events": [len(p) for p in parts], **converge(args, parts, x, columns)}
         if args.json:
             write_json(args.json, record)
