@@ -8,7 +8,10 @@ heavy-tailed user activity; duplicates are dropped, so the realised count is a l
 the target. ``--generator synthetic`` uses `recforge.data.synthetic` (the realistic
 generator; about 10 CPU-seconds per million interactions on this machine). The held-out set
 is the last interaction of every user with at least two (leave-last-out); evaluation ranks
-all items the user has not trained on (``protocol="full"``) in user batches.
+all items the user has not trained on (``protocol="full"``) in user batches, for every
+held-out user or a seeded sample of ``--eval-users``; ``--iterations`` fewer than 15 time a
+part of the fit (every allocation happens before the first iteration, so the peak is the
+whole fit's).
 
 One size per process, so the peak resident memory (``ru_maxrss``) is that size's::
 
@@ -115,6 +118,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "final_loss": model.history_[-1]["loss"]}
     print(json.dumps(record), flush=True)
     if not args.no_eval:
+        if args.eval_users:  # a seeded sample of the held-out users
+            chosen = np.random.default_rng(1).choice(len(test), int(args.eval_users),
+                                                     replace=False)
+            test = test.subset(np.sort(chosen))
         evaluator = Evaluator(train, test, ["ndcg@10", "hr@10"], batch_size=args.eval_batch)
         start = time.perf_counter()
         metrics = evaluator.evaluate(model).metrics
@@ -135,6 +142,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--eval-batch", type=int, default=1024)
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--eval-users", type=float, default=None,
+                        help="evaluate a seeded sample of this many held-out users")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="append the record here")
     args = parser.parse_args()

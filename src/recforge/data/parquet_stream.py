@@ -89,7 +89,10 @@ class ParquetDataset(ParquetInteractions):
         chosen = range(len(self._fragments)) if groups is None else groups
         try:
             for index in chosen:
-                fragment = self._fragments[index]
+                # a fresh fragment: a scanned one keeps its file's metadata cached
+                known = self._fragments[index]
+                fragment = known.format.make_fragment(known.path, known.filesystem,
+                                                      known.partition_expression)
                 for batch in fragment.to_batches(columns=list(self.columns),
                                                  batch_size=self.chunk_rows,
                                                  batch_readahead=0, fragment_readahead=0,
