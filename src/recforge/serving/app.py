@@ -568,11 +568,6 @@ def create_app(config: ServeConfig, data: Any = None) -> FastAPI:
         return FileResponse(WEB_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    # the models, indexes and libraries loaded so far live as long as the worker: moved out
-    # of the collector's reach, a full collection no longer walks them (pauses of 100 ms
-    # and more in the latency tail otherwise)
-    gc.collect()
-    gc.freeze()
     return app
 
 
@@ -668,4 +663,10 @@ def _version() -> str:
 def app_from_env() -> FastAPI:
     """The app of ``recforge serve``'s workers: the model folder and config file from
     ``RECFORGE_SERVE_MODEL`` and ``RECFORGE_SERVE_CONFIG`` (uvicorn's factory)."""
-    return create_app(load_config(os.environ[MODEL_ENV], os.environ.get(CONFIG_ENV) or None))
+    app = create_app(load_config(os.environ[MODEL_ENV], os.environ.get(CONFIG_ENV) or None))
+    # the models, indexes and libraries loaded so far live as long as the worker: moved out
+    # of the collector's reach, a full collection no longer walks them (pauses of 100 ms
+    # and more in the latency tail otherwise)
+    gc.collect()
+    gc.freeze()
+    return app
