@@ -23,7 +23,7 @@ $(VENV)/.base-installed: pyproject.toml Makefile
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.base-installed
-	$(PIP_INSTALL) -e '.[dev,bench,ann,text,tune,serve,redis,docs]'
+	$(PIP_INSTALL) -e '.[dev,bench,ann,text,tune,serve,redis,dist,docs]'
 	# obp (the Open Bandit Pipeline, a test-only reference for recforge.bandits.ope) pins
 	# torch==1.12 and python<3.11 in its metadata although its estimators run here: it is
 	# installed without its declared dependencies, beside the four it imports that we lack.
