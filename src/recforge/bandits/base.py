@@ -39,7 +39,7 @@ MAX_ARMS = 10_000_000
 ARMS = Integer(1, MAX_ARMS)
 SLATE = Integer(1, 1000)
 POLICY_FILE, ARRAYS_FILE, FORMAT_VERSION = "policy.json", "arrays.npz", 1
-#: registry name -> policy class (filled by `register`)
+#: registry name -> policy class (filled by `register_policy`)
 POLICIES: dict[str, type[Policy]] = {}
 
 
@@ -52,7 +52,7 @@ class Selection:
     propensities: np.ndarray
 
 
-def register(name: str):
+def register_policy(name: str):
     """Class decorator: register a policy under ``name`` (for `load_policy` and the CLI)."""
 
     def wrap(cls: type[Policy]) -> type[Policy]:

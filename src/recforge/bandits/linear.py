@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recforge.bandits.base import Policy, check_contexts, register
+from recforge.bandits.base import Policy, check_contexts, register_policy
 from recforge.bandits.policies import POSITIVE, SAMPLES
 from recforge.errors import InputError
 from recforge.params import MAX_SOLVE_WIDTH, Integer, Real, Rule
@@ -134,7 +134,7 @@ class LinearPolicy(Policy):
         return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-@register("linucb")
+@register_policy("linucb")
 class LinUCB(LinearPolicy):
     """Disjoint LinUCB (Li et al. 2010, Algorithm 1): ``x^T theta_a + alpha sqrt(x^T
     A_a^{-1} x)``, the top ``k`` shown."""
@@ -150,7 +150,7 @@ class LinUCB(LinearPolicy):
         return mean + self.alpha * width
 
 
-@register("lin-ts")
+@register_policy("lin-ts")
 class LinTS(LinearPolicy):
     """Linear Thompson sampling (Agrawal & Goyal 2013) with a parameter per arm: ``theta_a``
     is drawn from ``N(theta_a, v^2 A_a^{-1})`` and the arm scores ``x^T theta_a``. For one
@@ -172,7 +172,7 @@ class LinTS(LinearPolicy):
         return mean + self.scale * width * self.rng_.standard_normal(mean.shape)
 
 
-@register("linucb-hybrid")
+@register_policy("linucb-hybrid")
 class HybridLinUCB(Policy):
     """Hybrid LinUCB (Li et al. 2010, Algorithm 2): the expected reward of arm ``a`` in
     context ``x`` is ``z^T beta + x^T theta_a``, with ``beta`` shared by every arm and ``z =

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recforge.bandits.base import Policy, register
+from recforge.bandits.base import Policy, register_policy
 from recforge.errors import InputError
 from recforge.params import CUTOFF, UNIT, Integer, Optional, Real, Rule
 
@@ -59,7 +59,7 @@ class CountingPolicy(Policy):
         """Refuse rewards the policy's model does not cover (default: any finite value)."""
 
 
-@register("random")
+@register_policy("random")
 class RandomPolicy(CountingPolicy):
     """A uniformly random ordered slate of the candidates (all scores equal: every arm has
     propensity ``1 / m`` in every slot)."""
@@ -71,7 +71,7 @@ class RandomPolicy(CountingPolicy):
         return np.zeros(candidates.shape)
 
 
-@register("epsilon-greedy")
+@register_policy("epsilon-greedy")
 class EpsilonGreedy(CountingPolicy):
     """Epsilon-greedy with optimistic initial values (module docstring)."""
 
@@ -103,7 +103,7 @@ class EpsilonGreedy(CountingPolicy):
         return self.means()[candidates]
 
 
-@register("ucb1")
+@register_policy("ucb1")
 class UCB1(CountingPolicy):
     """UCB1 for rewards in [0, 1] (Auer, Cesa-Bianchi & Fischer 2002); ``alpha`` scales the
     confidence width (1: the paper's)."""
@@ -121,7 +121,7 @@ class UCB1(CountingPolicy):
             return np.where(pulls > 0, self.reward_sum_[candidates] / pulls + bonus, np.inf)
 
 
-@register("thompson")
+@register_policy("thompson")
 class BetaThompson(CountingPolicy):
     """Beta-Bernoulli Thompson sampling: arm ``a`` draws from ``Beta(prior_alpha + s_a,
     prior_beta + f_a)`` (``s``/``f`` the summed rewards and their complements). A new arm
@@ -151,7 +151,7 @@ class BetaThompson(CountingPolicy):
         return self.rng_.beta(alpha, beta)
 
 
-@register("gaussian-thompson")
+@register_policy("gaussian-thompson")
 class GaussianThompson(CountingPolicy):
     """Gaussian Thompson sampling: arm ``a``'s mean has the prior ``N(prior_mean,
     1 / prior_precision)`` and rewards have variance ``noise_var``; the posterior is
@@ -180,7 +180,7 @@ class GaussianThompson(CountingPolicy):
         return mean[candidates] + noise / np.sqrt(precision[candidates])
 
 
-@register("model")
+@register_policy("model")
 class ModelPolicy(Policy):
     """Epsilon-greedy exploration over a fitted recforge model's top ``pool`` items.
 
