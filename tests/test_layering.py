@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: lowest first; a module may import its own layer or lower ones (without cycles)
 LAYERS: list[tuple[str, ...]] = [
     ("recforge", "recforge.errors", "recforge.params", "recforge.io", "recforge.topk",
-     "recforge.numerics", "recforge.memory"),
+     "recforge.numerics", "recforge.memory", "recforge.sqlitedb"),
     ("recforge.data", "recforge.abtest"),
     ("recforge.nn",),
     ("recforge.models",),

@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recforge.errors import InputError
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from recforge.sqlitedb import SharedFile, check_file_target, connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
@@ -91,7 +88,7 @@ class Exposure:
             raise InputError(f"{where}.items: must be a list of item ids, got {self.items!r}")
 
 
-class ExposureLog:
+class ExposureLog(SharedFile):
     """An append-only exposure log in the SQLite file ``path`` (created when absent).
 
     One instance may be shared by threads (calls are serialised); each process opens its
@@ -100,31 +97,21 @@ class ExposureLog:
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0,
                  readonly: bool = False) -> None:
+        super().__init__()
         self.path = Path(path)
-        if self.path.is_dir():
-            raise InputError(f"exposure log {self.path}: is a folder, not a file")
-        if readonly and not self.path.is_file():
-            raise InputError(f"exposure log {self.path}: no such file")
-        if not self.path.parent.is_dir():
-            raise InputError(f"exposure log {self.path}: the folder {self.path.parent} does "
-                             "not exist")
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                   check_same_thread=False)
+        check_file_target(self.path, "exposure log", must_exist=readonly)
         try:
+            self._db = connect(self.path, readonly=readonly, timeout_ms=int(timeout * 1000))
             if readonly:
-                self._db.execute("PRAGMA query_only=1")
                 self._check_table()
             else:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            self._abandon()
             raise InputError(f"exposure log {self.path}: not a usable SQLite database "
                              f"({exc})") from None
         except InputError:
-            self._db.close()
+            self._abandon()
             raise
 
     def _check_table(self) -> None:
@@ -183,16 +170,4 @@ class ExposureLog:
         return [name for (name,) in fetched]
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM exposures").fetchone()[0])
-
-    def close(self) -> None:
-        """Close the database connection (idempotent)."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._count("exposures")

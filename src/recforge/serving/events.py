@@ -15,24 +15,19 @@ import contextlib
 import fcntl
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recforge.errors import InputError
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from recforge.sqlitedb import SharedFile, check_file_target, connect
 
 #: longest id or event type accepted (an id is a key, not a document)
 MAX_ID_LENGTH = 256
 #: most events accepted in one payload
 MAX_BATCH = 10_000
-#: how long a writer waits for another process's write lock before failing (milliseconds)
-BUSY_TIMEOUT_MS = 30_000
 _FIELDS = ("event_id", "user_id", "item_id", "event", "value", "timestamp")
 
 
@@ -135,25 +130,6 @@ def _timestamp(value: Any, where: str) -> float | None:
     return seconds
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A SQLite connection for several processes at once: WAL journal, a busy timeout,
-    autocommit mode (transactions are opened explicitly with ``BEGIN IMMEDIATE``)."""
-    connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
-                                 isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:  # switching to WAL does not wait on the busy handler when processes race
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
-
-
 LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS event_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
     user_id TEXT NOT NULL, item_id TEXT NOT NULL, event TEXT NOT NULL,
@@ -173,24 +149,21 @@ def append_rows(connection: sqlite3.Connection, events: Sequence[Event]) -> list
     return fresh
 
 
-class EventLog:
+class EventLog(SharedFile):
     """The embedded append-only event log (module docstring): a SQLite file in WAL mode.
 
     Events are stored with their timestamps (missing ones stamped at append); a repeated
     ``event_id`` is ignored. Iteration yields the events in append order."""
 
     def __init__(self, path: str | Path) -> None:
+        super().__init__()  # one connection, shared by the service's threads
         self.path = Path(path)
-        self._lock = threading.Lock()  # one connection, shared by the service's threads
-        if self.path.is_dir():
-            raise InputError(f"event log {self.path}: is a folder, not a file")
-        if not self.path.parent.is_dir():
-            raise InputError(f"event log {self.path}: the folder {self.path.parent} does not "
-                             "exist")
+        check_file_target(self.path, "event log")
         try:
             self._db = connect(self.path)
             self._db.execute(LOG_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            self._abandon()
             raise InputError(f"event log {self.path}: not a usable SQLite database "
                              f"({exc})") from None
 
@@ -235,15 +208,4 @@ class EventLog:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._count("event_log")

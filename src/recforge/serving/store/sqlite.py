@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from recforge.errors import InputError
-from recforge.serving.events import LOG_SCHEMA, Event, append_rows, connect, stamp
+from recforge.serving.events import LOG_SCHEMA, Event, append_rows, stamp
 from recforge.serving.store.base import FeatureRules, FeatureStore, UserFeatures, UserState
+from recforge.sqlitedb import connect
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
