@@ -78,6 +78,17 @@ def observed(contexts: np.ndarray, acts: np.ndarray, rews: np.ndarray
     return rows, acts[seen], rews[seen]
 
 
+def checked_feedback(policy: Policy, contexts: Any, actions: Any, rewards: Any
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``update``'s inputs checked against ``policy`` (``dim`` contexts, one row per action):
+    the contexts and `observed`'s rows, arms and rewards."""
+    acts, rews = policy.check_feedback(actions, rewards)
+    x = check_contexts(contexts, policy.dim)
+    if len(x) != len(acts):
+        raise InputError(f"contexts have {len(x)} rows, actions {len(acts)}")
+    return (x, *observed(x, acts, rews))
+
+
 class LinearPolicy(Policy):
     """Per-arm ridge regression state and its vectorised updates (module docstring)."""
 
@@ -98,11 +109,7 @@ class LinearPolicy(Policy):
         self.theta_ = np.concatenate([self.theta_, np.zeros((count, self.dim))])
 
     def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
-        acts, rews = self.check_feedback(actions, rewards)
-        x = check_contexts(contexts, self.dim)
-        if len(x) != len(acts):
-            raise InputError(f"contexts have {len(x)} rows, actions {len(acts)}")
-        rows, arms, r = observed(x, acts, rews)
+        x, rows, arms, r = checked_feedback(self, contexts, actions, rewards)
         for wave in waves(arms):
             a, xs = arms[wave], x[rows[wave]]
             self.A_inv_[a] = sherman_morrison(self.A_inv_[a], xs)
@@ -258,11 +265,7 @@ class HybridLinUCB(Policy):
                 np.einsum("aik,ai->k", a_inv_b, self.b_[arms]))
 
     def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
-        acts, rews = self.check_feedback(actions, rewards)
-        x = check_contexts(contexts, self.dim)
-        if len(x) != len(acts):
-            raise InputError(f"contexts have {len(x)} rows, actions {len(acts)}")
-        rows, arms, r = observed(x, acts, rews)
+        x, rows, arms, r = checked_feedback(self, contexts, actions, rewards)
         for wave in waves(arms):
             a, xs = arms[wave], x[rows[wave]]
             z = self.shared_features(xs, a)
