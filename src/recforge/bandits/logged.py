@@ -6,19 +6,26 @@ the user, the item shown, a reward label, the logging propensity, optionally the
 position and numeric context columns). `read_event_log` reads a logged event file (CSV, TSV
 or Parquet with a header: ``user``, ``item``, the reward column, ``propensity``, optionally
 ``position``) through `Events.read`, the reader of the service's exported event log.
+`from_experiment_logs` reads the service's own logs: its A/B assignment is a logging policy
+over the arms of an experiment with known propensities (the arms' traffic shares), the
+exposure log says who was shown which arm when, and the event log holds the outcomes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recforge.data.events import Events
 from recforge.errors import InputError
+
+if TYPE_CHECKING:
+    from recforge.abtest.assignment import Experiment
+    from recforge.abtest.exposure import ExposureLog
 
 
 @dataclasses.dataclass
@@ -104,6 +111,51 @@ def read_event_log(path: str | Path, reward: str = "click", context: Sequence[st
     columns = [*context, *([position] if position else [])]
     events = Events.read(path, labels=[reward], propensity=propensity, context=columns)
     return LoggedFeedback.from_events(events, reward, context, position)
+
+
+def from_experiment_logs(exposures: ExposureLog, events: Iterable[Any],
+                         experiment: Experiment, reward: str = "click",
+                         binary: bool = False) -> tuple[LoggedFeedback, list[str]]:
+    """Logged feedback from the service's own logs (`recforge.serving`): one round per
+    exposure of ``experiment`` (held-out users left out), the action the arm's index in the
+    sorted arm names (returned beside the feedback), the propensity the arm's traffic share
+    among the experiment's arms (the assignment is the logging policy), and the reward the sum
+    of the ``value`` of the user's ``reward`` events from that exposure until the user's next
+    one (``binary``: 1 if there is any). ``events``: the service's `EventLog` or any iterable
+    of its events.
+
+    Assignment is per user, so the rounds of one user share their action: the bootstrap
+    intervals of `recforge.bandits.ope` treat rounds as independent and are too narrow when
+    users see the experiment many times."""
+    import pandas as pd
+
+    arms = sorted(experiment.arms)
+    shares = np.array([experiment.arms[arm] for arm in arms])
+    shown = exposures.read(experiment.name)
+    shown = shown[shown["arm"].isin(arms)]
+    if shown.empty:
+        raise InputError(f"experiment {experiment.name!r}: no exposures of its arms "
+                         f"{arms} in {exposures.path}")
+    shown = shown.assign(round=np.arange(len(shown)), timestamp=shown["timestamp"]
+                         .astype(np.float64)).sort_values("timestamp", kind="stable")
+    outcomes = pd.DataFrame([(e.user_id, float(e.timestamp), float(e.value)) for e in events
+                             if e.event == reward and e.timestamp is not None],
+                            columns=["user_id", "timestamp", "value"])
+    rewards = np.zeros(len(shown))
+    if not outcomes.empty:
+        matched = pd.merge_asof(outcomes.sort_values("timestamp", kind="stable"),
+                                shown[["user_id", "timestamp", "round"]], on="timestamp",
+                                by="user_id", direction="backward").dropna(subset=["round"])
+        per_round = matched.groupby("round")["value"].agg("size" if binary else "sum")
+        rewards[per_round.index.to_numpy(np.int64)] = per_round.to_numpy(np.float64)
+    if binary:
+        rewards = np.minimum(rewards, 1.0)
+    shown = shown.sort_values("round")
+    actions = np.searchsorted(arms, shown["arm"].to_numpy(str))
+    users = pd.factorize(shown["user_id"])[0]
+    feedback = LoggedFeedback(actions, rewards, shares[actions] / shares.sum(), len(arms),
+                              users=users)
+    return feedback, arms
 
 
 def _numeric(events: Events, name: str) -> np.ndarray:
