@@ -330,3 +330,19 @@ def test_model_policy_explores_the_models_top_items_and_learns_offsets(tmp_path)
     loaded = load_policy(tmp_path / "mp", model=model)
     np.testing.assert_array_equal(loaded.select(users, k=3).actions,
                                   policy.select(users, k=3).actions)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RandomPolicy(5), lambda: EpsilonGreedy(5), lambda: UCB1(5),
+    lambda: BetaThompson(5), lambda: GaussianThompson(5),
+    lambda: LinUCB(5, 3), lambda: LinTS(5, 3),
+], ids=["random", "epsilon-greedy", "ucb1", "thompson", "gaussian-thompson", "linucb",
+        "lin-ts"])
+def test_every_policy_logs_a_propensity_by_default(make) -> None:
+    policy = make()
+    contexts = np.random.default_rng(0).standard_normal((4, 3)) if hasattr(policy, "dim") \
+        else None
+    candidates = np.tile(np.arange(5), (4, 1))
+    selection = policy.select(contexts, candidates, 2)
+    assert np.isfinite(selection.propensities).all()
+    assert ((selection.propensities > 0) & (selection.propensities <= 1)).all()

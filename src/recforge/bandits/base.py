@@ -145,18 +145,19 @@ class Policy:
 
     def _sampled_propensities(self, contexts: Any, cands: np.ndarray,
                               slots: np.ndarray) -> np.ndarray:
-        """The share of `propensity_samples` fresh draws that put each chosen arm in its slot
-        (NaN when no draws are asked for)."""
+        """The share of draws that put each chosen arm in its slot: the draw that chose it
+        and `propensity_samples` fresh ones (so an estimate is never 0 for an arm the policy
+        did choose); NaN when no draws are asked for."""
         n, k = slots.shape
         if not self.propensity_samples:
             return np.full((n, k), np.nan)
-        hits = np.zeros((n, k))
+        hits = np.ones((n, k))
         for _ in range(self.propensity_samples):
             draw = self._scores(contexts, cands)
             chosen = np.take_along_axis(draw, slots, axis=1)
             rank = (draw[:, None, :] > chosen[:, :, None]).sum(axis=2)
             hits += rank == np.arange(k)
-        return hits / self.propensity_samples
+        return hits / (self.propensity_samples + 1)
 
     # ------------------------------------------------------------------ arms
     def add_arms(self, count: int, **features: Any) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recforge.bandits.base import Policy, check_contexts, register_policy
-from recforge.bandits.policies import POSITIVE, SAMPLES
+from recforge.bandits.policies import POSITIVE, PROPENSITY_SAMPLES, SAMPLES
 from recforge.errors import InputError
 from recforge.params import MAX_SOLVE_WIDTH, Integer, Real, Rule
 
@@ -164,13 +164,14 @@ class LinTS(LinearPolicy):
     context this is exactly a draw of ``N(x^T theta_a, v^2 x^T A_a^{-1} x)`` per arm (the
     arms' parameters are independent), which is how it is sampled: the cost of LinUCB's
     scores, no ``d x d`` Cholesky factor per arm. ``v`` (``scale``) is the paper's
-    ``R sqrt(24 d ln(1/delta) / epsilon)``, in practice tuned."""
+    ``R sqrt(24 d ln(1/delta) / epsilon)``, in practice tuned. ``propensity_samples`` Monte
+    Carlo draws (default 200) estimate each selection's propensities (0: none, NaN)."""
 
     exploration = "sampled"
     param_rules: ClassVar[dict[str, Rule]] = {"scale": Real(0), "propensity_samples": SAMPLES}
 
     def __init__(self, n_arms: int, dim: int, scale: float = 0.5, reg: float = 1.0,
-                 propensity_samples: int = 0, seed: int = 0):
+                 propensity_samples: int = PROPENSITY_SAMPLES, seed: int = 0):
         super().__init__(n_arms=n_arms, dim=dim, scale=scale, reg=reg,
                          propensity_samples=propensity_samples, seed=seed)
 

@@ -30,6 +30,8 @@ from recforge.params import CUTOFF, UNIT, Integer, Optional, Real, Rule
 POSITIVE = Real(0, low_open=True)
 #: Monte Carlo draws per selection that estimate a sampled policy's propensities
 SAMPLES = Integer(0, 100_000)
+#: the default of those draws, so every policy logs a propensity (0: none, NaN)
+PROPENSITY_SAMPLES = 200
 
 
 class CountingPolicy(Policy):
@@ -126,8 +128,8 @@ class BetaThompson(CountingPolicy):
     """Beta-Bernoulli Thompson sampling: arm ``a`` draws from ``Beta(prior_alpha + s_a,
     prior_beta + f_a)`` (``s``/``f`` the summed rewards and their complements). A new arm
     starts at the prior: pick ``prior_alpha > prior_beta`` for an optimistic one.
-    ``propensity_samples`` Monte Carlo draws estimate each selection's propensities
-    (0: not estimated, NaN)."""
+    ``propensity_samples`` Monte Carlo draws (default 200) estimate each selection's
+    propensities (0: not estimated, NaN)."""
 
     exploration = "sampled"
     param_rules: ClassVar[dict[str, Rule]] = {
@@ -135,7 +137,7 @@ class BetaThompson(CountingPolicy):
         "propensity_samples": SAMPLES}
 
     def __init__(self, n_arms: int, prior_alpha: float = 1.0, prior_beta: float = 1.0,
-                 propensity_samples: int = 0, seed: int = 0):
+                 propensity_samples: int = PROPENSITY_SAMPLES, seed: int = 0):
         super().__init__(n_arms=n_arms, prior_alpha=prior_alpha, prior_beta=prior_beta,
                          propensity_samples=propensity_samples, seed=seed)
 
@@ -164,7 +166,8 @@ class GaussianThompson(CountingPolicy):
         "propensity_samples": SAMPLES}
 
     def __init__(self, n_arms: int, prior_mean: float = 0.0, prior_precision: float = 1.0,
-                 noise_var: float = 1.0, propensity_samples: int = 0, seed: int = 0):
+                 noise_var: float = 1.0, propensity_samples: int = PROPENSITY_SAMPLES,
+                 seed: int = 0):
         super().__init__(n_arms=n_arms, prior_mean=prior_mean, prior_precision=prior_precision,
                          noise_var=noise_var, propensity_samples=propensity_samples, seed=seed)
 

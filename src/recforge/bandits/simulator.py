@@ -309,6 +309,10 @@ def make_policy(name: str, n_arms: int, dim: int, seed: int,
                if k not in ("n_arms", "dim", "seed")}, params, where=f"{name}.")
     if name == "decaying-epsilon-greedy":
         params = {"epsilon": 1.0, "decay": float(n_arms), **params}
+    if "propensity_samples" in classes[name].rules():
+        # regret needs no propensities: the sampling policies skip their Monte Carlo
+        # estimate unless asked (and their draws stay those of the recorded runs)
+        params.setdefault("propensity_samples", 0)
     if name in CONTEXTUAL:
         params["dim"] = dim
     return classes[name](n_arms=n_arms, seed=seed, **params)
