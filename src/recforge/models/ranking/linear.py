@@ -53,11 +53,7 @@ class LogisticRegression(ClickModel):
         ``task_weights=None``, ``history_length=20``, ``score_rows=65536``,
         ``codec_rows=1048576``; training (`recforge.nn.TrainingConfig`, the rest at its
         defaults): ``epochs=10``, ``patience=2``.
-    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
-        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
-        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
-        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
-        were kept.
+    Defaults: the click-model defaults (`ClickModel`).
     Consumes: interactions; trained on `Events` (labels, context) or on interactions as
         implicit feedback, reading the side tables.
     """
@@ -83,11 +79,7 @@ class FactorizationMachine(ClickModel):
         ``history_pooling='mean'``, ``score_rows=65536``, ``codec_rows=1048576``; training
         (`recforge.nn.TrainingConfig`, the rest at its defaults): ``epochs=10``,
         ``patience=2``.
-    Defaults: the common click-model settings, shared by every click model (embedding 16, MLP
-        256-128, Adam 1e-3, batches of 1,024, up to 10 epochs, early stopping on validation AUC
-        with patience 2); the DeepFM validation grid on the ML-100K CTR split (weight decay 0,
-        1e-6, 1e-5; learning rate 3e-4; BENCHMARKS.md, issue 12) found none better, so they
-        were kept.
+    Defaults: the click-model defaults (`ClickModel`).
     Consumes: interactions; trained on `Events` (labels, context) or on interactions as
         implicit feedback, reading the side tables.
     """
