@@ -51,7 +51,7 @@ from recforge.serving.events import EventLog, parse_events
 from recforge.serving.metrics import Metrics
 from recforge.serving.quality import QualityWindow
 from recforge.serving.registry import ModelRegistry, ServedModel, served_model_loader
-from recforge.serving.store import ingest, open_store, replay
+from recforge.serving.store import genres_of, ingest, open_store, replay
 
 WEB_DIR = Path(__file__).with_name("web")
 DEFAULT_ARM = "default"
@@ -211,7 +211,8 @@ class Service:
                 self.registry.get(version)
         self.auth = TokenAuth.from_settings(config.auth["token_file"])
         self.assigner = config.assigner()
-        self.store = open_store(config.store_url, item_genres=_item_genres(data))
+        genres = None if data is None else genres_of(data)
+        self.store = open_store(config.store_url, item_genres=genres)
         self.events = EventLog(config.state_path("event_log"))
         replay(self.events, self.store)  # catch up after a crash between log and store
         self.exposures = ExposureLog(config.state_path("exposure_log")) \
@@ -433,18 +434,6 @@ def _load_dataset(name: str) -> Any:
     from recforge.data.loading import load_dataset
 
     return load_dataset(name)
-
-
-def _item_genres(data: Any) -> dict[str, list[str]] | None:
-    """External item id -> genre labels of ``data`` (None without genres)."""
-    if data is None:
-        return None
-    labelled = data.item_column("multihot", "genres")
-    if labelled is None:
-        return None
-    labels, matrix = labelled[0], labelled[1].tocsr()
-    return {str(item): [str(labels[j]) for j in matrix[i].indices]
-            for i, item in enumerate(data.item_map.ids)}
 
 
 # ---------------------------------------------------------------------- the app
